@@ -1,0 +1,42 @@
+# metapredict: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR := data/demo
+DEMO_PATIENTS ?= 5000
+DEMO_SEED ?= 0
+
+.PHONY: env demo test lint typecheck bench ui clean lock
+
+# Build the virtual environment once; rebuild only when the dependency files change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(DEMO_DIR)
+	$(BIN)/metapredict simulate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --out $(DEMO_DIR)/cohort.parquet
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src serving training tests benchmarks
+	$(BIN)/ruff format --check src serving training tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+ui: $(STAMP)
+	$(BIN)/metapredict ui
+
+# Regenerate the pinned constraints from the current environment (run after changing dependencies).
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^metapredict' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""The ``metapredict`` command line: one Typer app; each command lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.logging import RichHandler
+
+from metapredict.cli import simulate
+
+app = typer.Typer(
+    name="metapredict",
+    help="Organ tropism and late-relapse risk from the immune infiltrate of a primary tumour.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logging."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+app.command(name="simulate")(simulate.simulate)

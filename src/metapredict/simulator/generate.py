@@ -1,0 +1,334 @@
+"""Draw a simulated cohort from a :class:`SimulatorConfig`.
+
+The generative story, per patient:
+
+1. cancer type, stage and age;
+2. a latent immune archetype and a systemic-inflammation factor; LM22 fractions from a
+   logistic-normal draw (compositional: they sum to 1 by construction);
+3. extras correlated with the cells they reflect (NLR with neutrophils, MDSC score with
+   myeloid cells), some missing at random; the outcome uses the true value;
+4. dissemination (cure-mixture) and, for disseminated patients, a dormancy-exit time with a
+   Weibull proportional hazard; right censoring by accrual and loss to follow-up;
+5. for a patient with an observed relapse, the organs involved: a logistic model per organ
+   plus a shared latent term, at least one organ per relapse.
+
+The oracle columns hold each patient's true probabilities under this story.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy.special import expit, logit
+
+from metapredict import schema
+from metapredict.simulator.config import Effect, Interaction, SimulatorConfig
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+#: Extras whose logarithm is the predictor (right-skewed blood counts).
+LOG_EXTRAS = frozenset({"platelet_count", "neutrophil_lymphocyte_ratio"})
+#: Gauss-Hermite nodes used to integrate the shared site term out of the oracle.
+_QUADRATURE_NODES = 24
+#: Fixed seed of the reference draw that sets the SD scales (part of the model, not the cohort).
+_REFERENCE_SEED = 20_130_321
+
+
+@dataclass(frozen=True)
+class _Composition:
+    cancer_type: IntArray
+    stage: IntArray
+    age: FloatArray
+    archetype: IntArray
+    inflammation: FloatArray
+    fractions: FloatArray  # (n, 22), rows sum to 1
+
+
+@dataclass(frozen=True)
+class Scales:
+    """Mean and SD of every predictor in the reference population."""
+
+    mean: dict[str, float]
+    sd: dict[str, float]
+
+    def standardise(self, name: str, values: FloatArray) -> FloatArray:
+        return (values - self.mean[name]) / self.sd[name]
+
+
+def clr(fractions: FloatArray) -> FloatArray:
+    """Centred log-ratio of strictly positive compositions (rows)."""
+    logs = np.log(fractions)
+    return logs - logs.mean(axis=1, keepdims=True)
+
+
+def _draw_composition(config: SimulatorConfig, n: int, rng: np.random.Generator) -> _Composition:
+    clin, comp = config.clinical, config.composition
+    types = schema.CANCER_TYPES
+    cells = schema.lm22_columns()
+    type_p = np.array([clin.cancer_type_weights[t] for t in types])
+    cancer_type = rng.choice(len(types), size=n, p=type_p / type_p.sum())
+
+    stage = np.empty(n, dtype=np.int64)
+    age = np.empty(n)
+    archetype = np.empty(n, dtype=np.int64)
+    arch_names = list(comp.archetypes)
+    u_stage, u_arch = rng.random(n), rng.random(n)
+    age_noise = rng.standard_normal(n)
+    for ti, t in enumerate(types):
+        idx = cancer_type == ti
+        sp = np.array([clin.stage_weights[t][s] for s in schema.STAGES])
+        stage[idx] = np.searchsorted(np.cumsum(sp / sp.sum()), u_stage[idx], side="right")
+        ap = np.array([comp.archetype_weights[t][a] for a in arch_names])
+        archetype[idx] = np.searchsorted(np.cumsum(ap / ap.sum()), u_arch[idx], side="right")
+        age[idx] = clin.age_mean[t] + clin.age_sd * age_noise[idx]
+    stage = np.minimum(stage, len(schema.STAGES) - 1)
+    archetype = np.minimum(archetype, len(arch_names) - 1)
+    age = np.clip(np.round(age), 18.0, 100.0)
+
+    base = np.log(np.array([comp.base_fraction[c] for c in cells]))
+    type_shift = np.array(
+        [[comp.cancer_type_shift.get(t, {}).get(c, 0.0) for c in cells] for t in types]
+    )
+    arch_shift = np.array([[comp.archetypes[a].get(c, 0.0) for c in cells] for a in arch_names])
+    loading = np.array([comp.inflammation_loading.get(c, 0.0) for c in cells])
+    inflammation = rng.standard_normal(n)
+    z = (
+        base
+        + type_shift[cancer_type]
+        + arch_shift[archetype]
+        + inflammation[:, None] * loading
+        + comp.noise_sd * rng.standard_normal((n, len(cells)))
+    )
+    z -= z.max(axis=1, keepdims=True)
+    fractions = np.exp(z)
+    fractions /= fractions.sum(axis=1, keepdims=True)
+    return _Composition(cancer_type, stage, age, archetype, inflammation, fractions)
+
+
+def _draw_extras(
+    config: SimulatorConfig,
+    comp: _Composition,
+    clr_z: dict[str, FloatArray],
+    rng: np.random.Generator,
+) -> dict[str, FloatArray]:
+    """True values of the extras (before missingness)."""
+    ex = config.extras
+    n = comp.fractions.shape[0]
+    arch_logit = np.array([ex.leukocyte_fraction_logit[a] for a in config.composition.archetypes])
+    leuko = expit(arch_logit[comp.archetype] + ex.leukocyte_fraction_sd * rng.standard_normal(n))
+    nlr = np.exp(
+        ex.nlr_log_mean
+        + ex.nlr_per_sd_neutrophils * clr_z["neutrophils"]
+        + ex.nlr_per_sd_inflammation * comp.inflammation
+        + ex.nlr_log_sd * rng.standard_normal(n)
+    )
+    platelets = np.exp(
+        ex.platelet_log_mean
+        + ex.platelet_per_sd_inflammation * comp.inflammation
+        + ex.platelet_log_sd * rng.standard_normal(n)
+    )
+    weights = ex.mdsc_weights
+    signal = sum((w * clr_z[c] for c, w in weights.items()), start=np.zeros(n))
+    signal_sd = float(np.sqrt(sum(w * w for w in weights.values()))) or 1.0
+    mdsc = (signal / signal_sd + ex.mdsc_noise_sd * rng.standard_normal(n)) / np.sqrt(
+        1.0 + ex.mdsc_noise_sd**2
+    )
+    bounds = {c.name: (c.minimum, c.maximum) for c in schema.columns() if c.group == "extra"}
+    raw = {
+        "mdsc_score": mdsc,
+        "platelet_count": platelets,
+        "neutrophil_lymphocyte_ratio": nlr,
+        "leukocyte_fraction": leuko,
+    }
+    return {name: np.clip(v, *bounds[name]) for name, v in raw.items()}
+
+
+def _predictor_values(
+    name: str, clr_values: FloatArray | None, extras: dict[str, FloatArray]
+) -> FloatArray:
+    if name in extras:
+        v = extras[name]
+        return np.log(v) if name in LOG_EXTRAS else v
+    assert clr_values is not None
+    return clr_values[:, schema.lm22_columns().index(name)]
+
+
+@lru_cache(maxsize=8)
+def _reference_scales_cached(config_json: str) -> Scales:
+    config = SimulatorConfig.model_validate(json.loads(config_json))
+    rng_comp, rng_extra = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(_REFERENCE_SEED).spawn(2)
+    )
+    comp = _draw_composition(config, config.reference_patients, rng_comp)
+    clr_values = clr(comp.fractions)
+    mean = dict(zip(schema.lm22_columns(), clr_values.mean(axis=0).tolist(), strict=True))
+    sd = dict(zip(schema.lm22_columns(), clr_values.std(axis=0).tolist(), strict=True))
+    partial = Scales(mean, sd)
+    clr_z = {c: partial.standardise(c, clr_values[:, i]) for i, c in enumerate(schema.lm22_columns())}
+    extras = _draw_extras(config, comp, clr_z, rng_extra)
+    for name in schema.extra_columns():
+        v = _predictor_values(name, None, extras)
+        mean[name], sd[name] = float(v.mean()), float(v.std())
+    return Scales(mean, sd)
+
+
+def reference_scales(config: SimulatorConfig) -> Scales:
+    """Mean and SD of each predictor in a fixed reference draw of ``config`` (cached)."""
+    return _reference_scales_cached(config.model_dump_json())
+
+
+def _linear(
+    effects: Iterable[Effect],
+    interactions: Iterable[Interaction],
+    z: dict[str, FloatArray],
+    n: int,
+) -> FloatArray:
+    eta = np.zeros(n)
+    for e in effects:
+        eta += e.per_sd * z[e.feature]
+    for i in interactions:
+        a, b = i.features
+        eta += i.per_sd * z[a] * z[b]
+    return eta
+
+
+@dataclass(frozen=True)
+class _Truth:
+    p_disseminate: FloatArray
+    hazard_scale: FloatArray  # exp(dormancy linear predictor)
+    weibull_scale: FloatArray
+    weibull_shape: FloatArray
+    site_logit: FloatArray  # (n, sites), before the shared term
+
+
+def _truth(config: SimulatorConfig, comp: _Composition, z: dict[str, FloatArray]) -> _Truth:
+    rel = config.relapse
+    types = schema.CANCER_TYPES
+    n = comp.fractions.shape[0]
+    base = np.array([rel.dissemination_logit[t] for t in types])[comp.cancer_type]
+    stage = np.array([rel.stage_logit[s] for s in schema.STAGES])[comp.stage]
+    age = rel.age_logit_per_decade * (comp.age - 60.0) / 10.0
+    eta_d = base + stage + age + _linear(
+        rel.dissemination_effects, rel.dissemination_interactions, z, n
+    )
+    eta_h = _linear(rel.dormancy_effects, rel.dormancy_interactions, z, n)
+    lam = np.array([rel.scale_months[t] for t in types])[comp.cancer_type]
+    k = np.array([rel.shape[t] for t in types])[comp.cancer_type]
+    site_logit = np.empty((n, len(schema.sites())))
+    for j, organ in enumerate(schema.sites()):
+        site = config.sites[organ]
+        rates = np.array([site.base_rate[t] for t in types])
+        site_logit[:, j] = logit(rates)[comp.cancer_type] + _linear(
+            site.effects, site.interactions, z, n
+        )
+    return _Truth(expit(eta_d), np.exp(eta_h), lam, k, site_logit)
+
+
+def cumulative_risk(truth: _Truth, months: float) -> FloatArray:
+    """True P(distant relapse by ``months``)."""
+    survival_dormant = np.exp(
+        -((months / truth.weibull_scale) ** truth.weibull_shape) * truth.hazard_scale
+    )
+    return truth.p_disseminate * (1.0 - survival_dormant)
+
+
+def _site_oracle(logits: FloatArray, shared_sd: float) -> FloatArray:
+    """P(site observed | relapse), integrating the shared term and the at-least-one rule."""
+    nodes, weights = np.polynomial.hermite.hermgauss(_QUADRATURE_NODES)
+    out = np.zeros_like(logits)
+    for x, w in zip(nodes, weights, strict=True):
+        p = expit(logits + np.sqrt(2.0) * shared_sd * x)
+        none = np.prod(1.0 - p, axis=1, keepdims=True)
+        out += (w / np.sqrt(np.pi)) * (p + none * p / p.sum(axis=1, keepdims=True))
+    return np.clip(out, 0.0, 1.0)
+
+
+def simulate_cohort(
+    n: int,
+    seed: int,
+    config: SimulatorConfig,
+) -> pd.DataFrame:
+    """A cohort of ``n`` patients valid under :class:`schema.SimulatedCohort`."""
+    if n < 1:
+        raise ValueError("the number of patients must be at least 1")
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
+    rng_comp, rng_extra, rng_missing, rng_relapse, rng_censor, rng_site = streams
+
+    comp = _draw_composition(config, n, rng_comp)
+    scales = reference_scales(config)
+    clr_values = clr(comp.fractions)
+    z = {
+        c: scales.standardise(c, clr_values[:, i]) for i, c in enumerate(schema.lm22_columns())
+    }
+    extras = _draw_extras(config, comp, z, rng_extra)
+    for name in schema.extra_columns():
+        z[name] = scales.standardise(name, _predictor_values(name, None, extras))
+    truth = _truth(config, comp, z)
+
+    # Time to first distant relapse.
+    disseminated = rng_relapse.random(n) < truth.p_disseminate
+    exit_draw = rng_relapse.exponential(size=n)
+    relapse_time = truth.weibull_scale * (exit_draw / truth.hazard_scale) ** (
+        1.0 / truth.weibull_shape
+    )
+    relapse_time = np.where(disseminated, relapse_time, np.inf)
+    cens = config.censoring
+    follow_up = rng_censor.uniform(cens.follow_up_min_months, cens.follow_up_max_months, n)
+    loss_rate = cens.loss_per_year / 12.0
+    lost = rng_censor.exponential(1.0 / loss_rate, n) if loss_rate > 0 else np.full(n, np.inf)
+    censor_time = np.minimum(follow_up, lost)
+    event = relapse_time <= censor_time
+    observed = np.round(np.maximum(np.minimum(relapse_time, censor_time), 0.1), 1)
+
+    # Organs involved at relapse.
+    shared = config.site_shared_sd * rng_site.standard_normal(n)
+    p_site = expit(truth.site_logit + shared[:, None])
+    site_flags = rng_site.random(p_site.shape) < p_site
+    fallback_u = rng_site.random(n)
+    none = ~site_flags.any(axis=1)
+    if none.any():
+        cum = np.cumsum(p_site[none], axis=1)
+        pick = (cum < (fallback_u[none] * cum[:, -1])[:, None]).sum(axis=1)
+        site_flags[np.flatnonzero(none), np.minimum(pick, p_site.shape[1] - 1)] = True
+    site_flags &= event[:, None]
+
+    # Observed extras: missing at random.
+    observed_extras = {}
+    for name in schema.extra_columns():
+        missing = rng_missing.random(n) < config.extras.missing_rate[name]
+        observed_extras[name] = np.where(missing, np.nan, extras[name])
+
+    risk = {m: cumulative_risk(truth, m) for m in (36.0, 60.0, 120.0)}
+    late = (risk[120.0] - risk[60.0]) / (1.0 - risk[60.0])
+    site_oracle = _site_oracle(truth.site_logit, config.site_shared_sd)
+
+    width = max(6, len(str(n)))
+    data: dict[str, Sequence[object] | NDArray[np.generic]] = {
+        "patient_id": [f"SIM{seed}-{i:0{width}d}" for i in range(n)],
+    }
+    for i, c in enumerate(schema.lm22_columns()):
+        data[c] = comp.fractions[:, i]
+    data.update(observed_extras)
+    data["cancer_type"] = np.array(schema.CANCER_TYPES, dtype=object)[comp.cancer_type]
+    data["stage"] = np.array(schema.STAGES, dtype=object)[comp.stage]
+    data["age_years"] = comp.age
+    for j, c in enumerate(schema.site_columns()):
+        data[c] = site_flags[:, j]
+    data["distant_relapse_months"] = observed
+    data["distant_relapse"] = event
+    for j, organ in enumerate(schema.sites()):
+        data[f"oracle_site_{organ}"] = site_oracle[:, j]
+    data["oracle_risk_36"] = risk[36.0]
+    data["oracle_risk_60"] = risk[60.0]
+    data["oracle_risk_120"] = risk[120.0]
+    data["oracle_late_relapse"] = np.clip(late, 0.0, 1.0)
+    frame = pd.DataFrame(data)
+    ordered = [c.name for c in schema.columns(schema.SimulatedCohort)]
+    return frame[ordered]
