@@ -5,8 +5,12 @@ below; nothing re-types a column name. Variants are built by inheritance:
 
 * :class:`Features`: what a model sees (relative LM22 fractions, optional extras, clinical);
 * :class:`AbsoluteFeatures`: the same with CIBERSORTx absolute-mode scores (sum free);
-* :class:`Cohort`: features plus outcome labels, as used for training;
-* :class:`SimulatedCohort`: a cohort plus the simulator's ``oracle_*`` ground truth.
+* :class:`Cohort`: features plus outcome labels, as used for training, plus optional ``qc``
+  columns (sample id, CIBERSORT P-value/Correlation/RMSE) that real cohorts carry;
+* :class:`SimulatedCohort`: a cohort (without ``qc`` columns) plus the simulator's
+  ``oracle_*`` ground truth.
+
+Schema 1.1.0 added the optional ``qc`` group (additive; 1.0.0 frames still validate).
 
 ``validate(frame, model)`` checks a frame against a model and raises
 :class:`CohortValidationError` listing every failing row, column and rule at once.
@@ -25,7 +29,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-SCHEMA_VERSION: Final = "1.0.0"
+SCHEMA_VERSION: Final = "1.1.0"
 
 #: Tolerance on the row sum of relative LM22 fractions (CIBERSORT rounds to a few decimals).
 FRACTION_SUM_TOLERANCE: Final = 0.02
@@ -78,6 +82,15 @@ def _site(msk_code: str) -> Any:
             _LABEL: msk_code,
             _DESCRIPTION: f"distant metastasis involves this organ (MSK-MET {msk_code})",
         }
+    )
+
+
+def _qc(lo: float, hi: float | None, label: str, description: str) -> Any:
+    return pa.Field(
+        ge=lo,
+        le=hi,
+        nullable=True,
+        metadata={_GROUP: "qc", _LABEL: label, _DESCRIPTION: description},
     )
 
 
@@ -198,15 +211,47 @@ class _Labels(pa.DataFrameModel):
         return cast(Series[bool], ~any_site | df["distant_relapse"])
 
 
-class Cohort(Features, _Labels):
-    """A training cohort: relative features plus organ-site and relapse labels."""
+class _QualityControl(pa.DataFrameModel):
+    """Optional per-sample deconvolution QC carried over from CIBERSORT(x) result tables.
+
+    Never model inputs (group ``qc`` is outside :func:`feature_columns`); kept so users can
+    filter or stratify a real cohort by fit quality after it is built.
+    """
+
+    sample_id: Series[str] | None = pa.Field(
+        nullable=True,
+        metadata={_GROUP: "qc", _DESCRIPTION: "id of the profiled sample (immune table row)"},
+    )
+    cibersort_p_value: Series[float] | None = _qc(
+        0.0, 1.0, "P-value", "CIBERSORT permutation p-value of the fit"
+    )
+    cibersort_correlation: Series[float] | None = _qc(
+        -1.0, 1.0, "Correlation", "Pearson r between the mixture and the fitted profile"
+    )
+    cibersort_rmse: Series[float] | None = _qc(
+        0.0, None, "RMSE", "root mean squared error of the fit (standardised scale)"
+    )
+    cibersort_absolute_score: Series[float] | None = _qc(
+        0.0, None, "Absolute score (sig.score)", "CIBERSORTx absolute-mode total score"
+    )
 
 
-class AbsoluteCohort(AbsoluteFeatures, _Labels):
+class _CohortCore(Features, _Labels):
+    """Relative features plus organ-site and relapse labels (shared by real and simulated)."""
+
+
+class Cohort(_QualityControl, _CohortCore):
+    """A training cohort: relative features plus organ-site and relapse labels.
+
+    Real cohorts may also carry the optional ``qc`` columns (sample id, CIBERSORT fit quality).
+    """
+
+
+class AbsoluteCohort(_QualityControl, AbsoluteFeatures, _Labels):
     """A training cohort whose LM22 columns are CIBERSORTx absolute scores."""
 
 
-class SimulatedCohort(Cohort):
+class SimulatedCohort(_CohortCore):
     """A simulated cohort: labels plus each patient's true probabilities (the oracle)."""
 
     oracle_site_bone: Series[float] = _oracle("true P(bone involved | distant relapse)")
@@ -349,8 +394,20 @@ def oracle_columns() -> tuple[str, ...]:
     return _names("oracle")
 
 
+@cache
+def qc_columns() -> tuple[str, ...]:
+    """Optional deconvolution QC columns (sample id, CIBERSORT P-value, Correlation, RMSE)."""
+    return _names("qc", Cohort)
+
+
+@cache
+def qc_labels() -> dict[str, str]:
+    """CIBERSORT(x) result-table label (``P-value``, ``Correlation``, ...) -> QC column."""
+    return {str(c.label): c.name for c in columns(Cohort) if c.group == "qc" and c.label}
+
+
 def column_info(name: str) -> ColumnInfo:
-    for info in columns():
+    for info in (*columns(), *columns(Cohort)):
         if info.name == name:
             return info
     raise KeyError(name)
