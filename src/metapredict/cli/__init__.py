@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from metapredict.cli import simulate
+from metapredict.cli import cohort, deconvolve, simulate
 
 app = typer.Typer(
     name="metapredict",
@@ -31,3 +31,5 @@ def _main(
 
 
 app.command(name="simulate")(simulate.simulate)
+app.add_typer(cohort.app, name="cohort")
+app.command(name="deconvolve")(deconvolve.deconvolve)

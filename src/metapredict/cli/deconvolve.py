@@ -1,0 +1,140 @@
+"""``metapredict deconvolve``: CIBERSORT-style immune fractions from bulk expression."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from metapredict import schema
+from metapredict.cohorts.deconvolution import MAX_PERMUTATIONS, results_table
+from metapredict.cohorts.deconvolution import deconvolve as run_deconvolution
+from metapredict.cohorts.errors import CohortInputError
+from metapredict.cohorts.expression import prepare_expression, prepare_signature, read_matrix
+from metapredict.cohorts.signatures import read_gmt, score_gene_sets
+
+#: How many missing signature genes the summary names (all are counted).
+_SHOW_GENES = 10
+
+
+def deconvolve(
+    expression: Annotated[
+        Path,
+        typer.Argument(
+            help="Expression matrix: genes x samples, first column HGNC symbols, TSV or CSV."
+        ),
+    ],
+    signature: Annotated[
+        Path,
+        typer.Option(
+            "--signature",
+            help="Signature matrix (e.g. LM22, which you supply): genes x cell types.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Results table (.txt/.tsv tab-separated, .csv comma)."),
+    ],
+    permutations: Annotated[
+        int,
+        typer.Option(
+            "--permutations",
+            min=0,
+            max=MAX_PERMUTATIONS,
+            help="Permutations for CIBERSORT p-values (0: none; CIBERSORT suggests >= 100).",
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutation draws.")] = 0,
+    n_jobs: Annotated[int, typer.Option("--n-jobs", min=1, help="Parallel worker processes.")] = 2,
+    gmt: Annotated[
+        Path | None,
+        typer.Option(
+            "--gmt",
+            help="GMT gene sets; a set named 'mdsc_score' adds that z-scored signature score.",
+        ),
+    ] = None,
+) -> None:
+    """Estimate LM22-style immune fractions per sample (CIBERSORT's nu-SVR method)."""
+    console = Console(stderr=True)
+    if out.suffix.lower() not in {".txt", ".tsv", ".csv"}:
+        console.print("[red]error:[/red] --out must end in .txt, .tsv or .csv")
+        raise typer.Exit(2)
+    try:
+        sig = prepare_signature(read_matrix(signature, what="signature"), source=signature.name)
+        with console.status(f"reading {expression.name}"):
+            raw = read_matrix(expression, what="expression")
+        mixture, check = prepare_expression(raw, source=expression.name)
+        sets = read_gmt(gmt) if gmt is not None else None
+        for note in check.notes:
+            console.print(f"note: {note}")
+        total = mixture.shape[1] + permutations
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("nu-SVR fits", total=total)
+            result = run_deconvolution(
+                mixture,
+                sig,
+                permutations=permutations,
+                seed=seed,
+                n_jobs=n_jobs,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        extra = None
+        if sets is not None:
+            extra, score_report = score_gene_sets(mixture, sets)
+            for column, used in score_report.used.items():
+                console.print(f"{column}: {used} genes scored")
+            if score_report.ignored_sets:
+                console.print(
+                    f"note: {len(score_report.ignored_sets)} GMT set(s) ignored (not a score "
+                    "column): " + ", ".join(score_report.ignored_sets[:5])
+                )
+    except CohortInputError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+
+    table = results_table(result, extra)
+    _write_text_atomic(table, out)
+    missing = result.missing_genes
+    console.print(
+        f"wrote [bold]{out}[/bold]: {len(result.fractions):,} samples, "
+        f"{result.genes_used:,} of {result.genes_used + len(missing):,} signature genes used"
+    )
+    if missing:
+        shown = ", ".join(missing[:_SHOW_GENES])
+        more = f" ... ({len(missing) - _SHOW_GENES} more)" if len(missing) > _SHOW_GENES else ""
+        console.print(f"signature genes missing from the expression: {shown}{more}")
+    unknown = [c for c in sig.columns if c not in schema.lm22_labels()]
+    if unknown:
+        console.print(
+            f"note: {len(unknown)} signature column(s) are not LM22 labels "
+            f"({', '.join(unknown[:4])}); `metapredict cohort build` needs the 22 LM22 labels"
+        )
+    low = result.correlation.lt(0.5).sum()
+    if low:
+        console.print(f"note: {int(low)} sample(s) fit poorly (correlation < 0.5)")
+
+
+def _write_text_atomic(table: pd.DataFrame, path: Path) -> None:
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        table.to_csv(tmp, sep=sep, index=False, na_rep="NA", float_format="%.6g")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
