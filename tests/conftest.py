@@ -1,0 +1,104 @@
+"""Shared fixtures for unit, integration and model (behavioural) tests.
+
+Sections: simulator cohorts (session-scoped, read-only), hand-made valid frames (fresh per
+call). Add new groups of fixtures (e.g. a temporary MLflow store) as their own section.
+
+Session-scoped frames are shared by every test that asks for them: never modify them in place;
+take a ``.copy()`` first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+import pytest
+
+from metapredict import schema
+from metapredict.simulator import SimulatorConfig, default_config, simulate_cohort
+
+# ------------------------------------------------------------------------------------------------
+# Simulated cohorts
+
+#: Big enough for per-site and per-cancer-type rates; the simulator draws it in well under 1 s.
+LARGE_COHORT_PATIENTS = 60_000
+
+
+@pytest.fixture(scope="session")
+def simulator_config() -> SimulatorConfig:
+    """The literature-grounded default simulator configuration."""
+    return default_config()
+
+
+@pytest.fixture(scope="session")
+def simulated_cohort(simulator_config: SimulatorConfig) -> pd.DataFrame:
+    """A few thousand simulated patients (seed 0): for checks that need realistic rows."""
+    return simulate_cohort(3_000, seed=0, config=simulator_config)
+
+
+@pytest.fixture(scope="session")
+def large_simulated_cohort(simulator_config: SimulatorConfig) -> pd.DataFrame:
+    """60,000 simulated patients (seed 1): for planted directions, rates and oracle bands."""
+    return simulate_cohort(LARGE_COHORT_PATIENTS, seed=1, config=simulator_config)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hand-made valid frames
+
+#: Plausible values for the optional extras (each inside its schema bounds).
+_TYPICAL_EXTRAS = {
+    "mdsc_score": 0.0,
+    "platelet_count": 250.0,
+    "neutrophil_lymphocyte_ratio": 2.5,
+    "leukocyte_fraction": 0.3,
+}
+
+
+def _valid_value(info: schema.ColumnInfo, row: int) -> Any:
+    """A value of column ``info`` that the schema accepts, for row number ``row``."""
+    if info.group == "lm22":
+        return 1.0 / len(schema.lm22_columns())
+    if info.group == "extra":
+        if info.name in _TYPICAL_EXTRAS:
+            return _TYPICAL_EXTRAS[info.name]
+        assert info.minimum is not None and info.maximum is not None
+        return (info.minimum + info.maximum) / 2
+    if info.group == "clinical":
+        if info.allowed is not None:
+            return info.allowed[row % len(info.allowed)]
+        assert info.minimum is not None and info.maximum is not None
+        return (info.minimum + info.maximum) / 2
+    if info.group == "id":
+        return f"P{row:04d}"
+    if info.group == "site":
+        return False
+    if info.group == "survival":
+        months, _event = schema.survival_columns()
+        return 24.0 + row if info.name == months else False
+    if info.group == "oracle":
+        return 0.25
+    raise AssertionError(f"conftest does not know how to fill column {info.name!r} ({info.group})")
+
+
+def valid_frame(n: int = 3, model: type[pa.DataFrameModel] = schema.Cohort) -> pd.DataFrame:
+    """``n`` distinct, valid rows of ``model``: required columns plus every optional extra.
+
+    LM22 fractions are uniform (each 1/22, so the row sums to 1); nobody relapses.
+    """
+    infos = [c for c in schema.columns(model) if c.required or c.group == "extra"]
+    return pd.DataFrame({c.name: [_valid_value(c, i) for i in range(n)] for c in infos})
+
+
+@pytest.fixture
+def make_valid_frame() -> Callable[..., pd.DataFrame]:
+    """Factory: ``make_valid_frame(n=3, model=schema.Cohort)`` -> a fresh valid frame."""
+    return valid_frame
+
+
+@pytest.fixture
+def valid_feature_row() -> dict[str, Any]:
+    """One valid patient as a ``{column: value}`` dict of :func:`schema.feature_columns`."""
+    row = valid_frame(1, schema.Features).iloc[0].to_dict()
+    return {c: row[c] for c in schema.feature_columns()}

@@ -1,0 +1,328 @@
+"""Behaviour of the simulated cohort: valid, compositional, the planted biology visible, honest
+oracle, reproducible. Run on a large cohort (``large_simulated_cohort``, 60,000 patients) so that
+sampling noise is small next to the margins asserted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression
+from sksurv.nonparametric import kaplan_meier_estimator
+
+from metapredict import schema
+from metapredict.simulator import (
+    OracleScores,
+    SimulatorConfig,
+    default_config,
+    score_oracle,
+    simulate_cohort,
+)
+
+MONTHS, EVENT = schema.survival_columns()
+LOG_EXTRAS = ("platelet_count", "neutrophil_lymphocyte_ratio")
+
+
+def predictors(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Standardised predictors as the simulator defines them: CLR of each LM22 fraction, log of
+    the blood counts, the other extras as they are (NaN where missing)."""
+    cells = list(schema.lm22_columns())
+    logs = np.log(cohort[cells].to_numpy())
+    out = pd.DataFrame(logs - logs.mean(axis=1, keepdims=True), columns=cells, index=cohort.index)
+    for name in schema.extra_columns():
+        out[name] = np.log(cohort[name]) if name in LOG_EXTRAS else cohort[name]
+    return (out - out.mean()) / out.std()
+
+
+def relapsed(cohort: pd.DataFrame) -> pd.DataFrame:
+    return cohort[cohort[EVENT]]
+
+
+def km_risk(cohort: pd.DataFrame, months: float) -> float:
+    """Kaplan-Meier estimate of P(distant relapse by ``months``), censoring accounted for."""
+    times, survival = kaplan_meier_estimator(
+        cohort[EVENT].to_numpy(dtype=bool), cohort[MONTHS].to_numpy(dtype=float)
+    )
+    return float(1.0 - survival[np.searchsorted(times, months, side="right") - 1])
+
+
+@pytest.fixture(scope="module")
+def oracle_scores(large_simulated_cohort: pd.DataFrame) -> OracleScores:
+    return score_oracle(large_simulated_cohort)
+
+
+# ------------------------------------------------------------------------------------------------
+# Valid and compositional
+
+
+def test_simulated_cohort_passes_the_schema(large_simulated_cohort: pd.DataFrame) -> None:
+    schema.validate(large_simulated_cohort, schema.SimulatedCohort, extra_columns_allowed=())
+
+
+def test_fractions_are_compositional(large_simulated_cohort: pd.DataFrame) -> None:
+    fractions = large_simulated_cohort[list(schema.lm22_columns())].to_numpy()
+    np.testing.assert_allclose(fractions.sum(axis=1), 1.0, rtol=0, atol=1e-9)
+    assert (fractions > 0).all()
+
+
+def test_every_cell_type_varies_between_patients(large_simulated_cohort: pd.DataFrame) -> None:
+    clr = predictors(large_simulated_cohort)[list(schema.lm22_columns())]
+    assert clr.notna().all().all()  # a constant column would standardise to NaN
+
+
+@pytest.mark.parametrize(
+    ("extra", "cell"),
+    [
+        ("neutrophil_lymphocyte_ratio", "neutrophils"),
+        ("mdsc_score", "neutrophils"),
+        ("mdsc_score", "monocytes"),
+        ("mdsc_score", "macrophages_m2"),
+    ],
+)
+def test_extras_correlate_with_the_cells_they_reflect(
+    large_simulated_cohort: pd.DataFrame, extra: str, cell: str
+) -> None:
+    present = large_simulated_cohort.dropna(subset=[extra])
+    rho = spearmanr(present[extra], present[cell]).statistic
+    assert rho > 0.1
+
+
+def test_extras_are_missing_at_the_configured_rates(
+    large_simulated_cohort: pd.DataFrame, simulator_config: SimulatorConfig
+) -> None:
+    for name, rate in simulator_config.extras.missing_rate.items():
+        observed = large_simulated_cohort[name].isna().mean()
+        assert observed == pytest.approx(rate, abs=0.01), name
+
+
+# ------------------------------------------------------------------------------------------------
+# Labels consistent with each other
+
+
+def test_every_relapse_has_a_site_and_no_censored_patient_has_one(
+    large_simulated_cohort: pd.DataFrame,
+) -> None:
+    any_site = large_simulated_cohort[list(schema.site_columns())].any(axis=1)
+    event = large_simulated_cohort[EVENT]
+    assert any_site[event].all()
+    assert not any_site[~event].any()
+    assert 0.1 < event.mean() < 0.5  # a realistic share of distant relapses
+
+
+@pytest.mark.parametrize(
+    ("cancer_type", "top_site"),
+    [
+        ("breast", "bone"),
+        ("colorectal", "liver"),
+        ("melanoma", "lung"),
+        ("prostate", "bone"),
+        ("pancreatic", "liver"),
+    ],
+)
+def test_most_common_site_follows_the_primary(
+    large_simulated_cohort: pd.DataFrame, cancer_type: str, top_site: str
+) -> None:
+    rel = relapsed(large_simulated_cohort)
+    rates = rel.loc[rel["cancer_type"] == cancer_type, list(schema.site_columns())].mean()
+    assert rates.idxmax() == f"site_{top_site}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Planted directions (biology.md)
+
+#: A planted effect at least this large (per SD, on the log-odds scale) must be visible.
+VISIBLE = 0.3
+
+
+def planted(config: SimulatorConfig, organ: str, feature: str) -> dict[str, float]:
+    """Per cancer type, the per-SD effect of ``feature`` on ``organ`` that ``config`` plants:
+    the sum of its effects on that organ that apply to the type (an effect may be restricted to
+    some primaries)."""
+    out = dict.fromkeys(schema.CANCER_TYPES, 0.0)
+    for effect in config.sites[organ].effects:
+        if effect.feature == feature:
+            for cancer_type in getattr(effect, "cancer_types", None) or schema.CANCER_TYPES:
+                out[cancer_type] += effect.per_sd
+    return out
+
+
+def quartile_gaps(cohort: pd.DataFrame, site: str, predictor: str) -> dict[str, float]:
+    """Per cancer type, among relapsed patients with ``predictor`` observed: the site's rate in
+    the top quartile of ``predictor`` minus its rate in the bottom quartile."""
+    gaps = {}
+    for cancer_type, group in relapsed(cohort).dropna(subset=[predictor]).groupby("cancer_type"):
+        quartile = pd.qcut(group[predictor], 4, labels=False)
+        flags = group[f"site_{site}"]
+        gaps[str(cancer_type)] = float(flags[quartile == 3].mean() - flags[quartile == 0].mean())
+    return gaps
+
+
+@pytest.mark.parametrize(
+    ("site", "predictor", "direction"),
+    [
+        ("lung", "neutrophils", +1),  # Wculek & Malanchi 2015
+        ("liver", "nk_cells_activated", -1),  # Correia 2021
+        ("bone", "mdsc_score", +1),  # Sawant 2013
+    ],
+)
+def test_site_involvement_moves_with_the_planted_cell(
+    large_simulated_cohort: pd.DataFrame,
+    simulator_config: SimulatorConfig,
+    site: str,
+    predictor: str,
+    direction: int,
+) -> None:
+    """In every cancer type where the effect is planted, the top quartile of the cell differs
+    from the bottom quartile in the planted direction."""
+    effect = planted(simulator_config, site, predictor)
+    where = [t for t, size in effect.items() if direction * size >= VISIBLE]
+    assert where, f"no cancer type has a visible {predictor} -> {site} effect: {effect}"
+    gaps = quartile_gaps(large_simulated_cohort, site, predictor)
+    assert all(direction * gaps[t] > 0.03 for t in where), gaps
+
+
+def _site_features(config: SimulatorConfig) -> list[tuple[str, str]]:
+    return sorted({(organ, e.feature) for organ, s in config.sites.items() for e in s.effects})
+
+
+@pytest.fixture(scope="module")
+def site_fits(
+    large_simulated_cohort: pd.DataFrame, simulator_config: SimulatorConfig
+) -> dict[str, dict[str, float]]:
+    """Per organ, a multivariable logistic regression among relapsed patients of the site flag
+    on every standardised predictor (missing extras set to the mean, plus missingness flags) and
+    cancer type. A feature planted with an effect that differs by cancer type enters as one
+    column per type (``feature@type``). Returns the coefficients by column name."""
+    rel = relapsed(large_simulated_cohort)
+    x = predictors(large_simulated_cohort).loc[rel.index]
+    used = {feature for _, feature in _site_features(simulator_config)}
+    # The CLRs sum to zero: leave out one cell type that carries no site effect.
+    x = x.drop(columns=next(c for c in schema.lm22_columns() if c not in used))
+    extras = list(schema.extra_columns())
+    missing = x[extras].isna().astype(float).add_suffix("_missing")
+    x = x.fillna(0.0)
+    types = pd.get_dummies(rel["cancer_type"], dtype=float)
+    fits = {}
+    for organ, site in simulator_config.sites.items():
+        by_type = {
+            f
+            for f in {e.feature for e in site.effects}
+            if len(set(planted(simulator_config, organ, f).values())) > 1
+        }
+        columns = [x.drop(columns=sorted(by_type)), missing, types.iloc[:, 1:]]
+        columns += [types.mul(x[f], axis=0).add_prefix(f"{f}@") for f in sorted(by_type)]
+        design = pd.concat(columns, axis=1)
+        fit = LogisticRegression(C=1e6, max_iter=5000).fit(design, rel[f"site_{organ}"])
+        fits[organ] = dict(zip(design.columns, fit.coef_[0].tolist(), strict=True))
+    return fits
+
+
+@pytest.mark.parametrize(("organ", "feature"), _site_features(default_config()))
+def test_every_planted_site_effect_is_recovered_with_its_sign(
+    site_fits: dict[str, dict[str, float]],
+    simulator_config: SimulatorConfig,
+    organ: str,
+    feature: str,
+) -> None:
+    """A regression on the observed columns finds each visible planted effect with its sign and
+    a size of the planted order (missing extras, the shared site term and the at-least-one-site
+    rule attenuate it)."""
+    coefs = site_fits[organ]
+    effect = planted(simulator_config, organ, feature)
+    checked = 0
+    for cancer_type, size in effect.items():
+        if abs(size) < VISIBLE:
+            continue
+        coef = coefs.get(f"{feature}@{cancer_type}", coefs.get(feature))
+        assert coef is not None
+        assert np.sign(coef) == np.sign(size), (cancer_type, coef, size)
+        assert 0.1 < abs(coef) < 2 * abs(size), (cancer_type, coef, size)
+        checked += 1
+    if checked == 0:
+        pytest.skip(f"{feature} -> {organ} is planted below {VISIBLE} per SD everywhere")
+
+
+def test_high_cd8_and_activated_nk_mean_fewer_relapses_by_36_months(
+    large_simulated_cohort: pd.DataFrame,
+) -> None:
+    """Within each cancer type: patients above the type's median in both CD8 and activated NK
+    fractions relapse less by 36 months (Kaplan-Meier) than those below it in both."""
+    for cancer_type, group in large_simulated_cohort.groupby("cancer_type"):
+        cd8 = group["t_cells_cd8"] > group["t_cells_cd8"].median()
+        nk = group["nk_cells_activated"] > group["nk_cells_activated"].median()
+        high, low = km_risk(group[cd8 & nk], 36), km_risk(group[~cd8 & ~nk], 36)
+        assert high < low - 0.05, (cancer_type, high, low)
+
+
+# ------------------------------------------------------------------------------------------------
+# The oracle: consistent, calibrated against the observed outcomes, realistic
+
+
+def test_oracle_risks_are_consistent(large_simulated_cohort: pd.DataFrame) -> None:
+    r36, r60, r120, late = (
+        large_simulated_cohort[c].to_numpy()
+        for c in ("oracle_risk_36", "oracle_risk_60", "oracle_risk_120", "oracle_late_relapse")
+    )
+    assert (r36 <= r60).all()
+    assert (r60 <= r120).all()
+    assert ((late >= 0) & (late <= 1)).all()
+    # P(relapse in (60, 120] | relapse-free at 60) by its definition.
+    np.testing.assert_allclose(late, (r120 - r60) / (1 - r60), atol=1e-9)
+
+
+@pytest.mark.parametrize("months", [36, 60, 120])
+def test_observed_relapse_matches_the_oracle_risk(
+    large_simulated_cohort: pd.DataFrame, months: int
+) -> None:
+    """Kaplan-Meier rather than 'patients followed >= 36 months': keeping the patients censored
+    early only when they relapsed first would bias the observed share upwards."""
+    observed = km_risk(large_simulated_cohort, months)
+    expected = large_simulated_cohort[f"oracle_risk_{months}"].mean()
+    assert observed == pytest.approx(expected, abs=0.02)
+
+
+@pytest.mark.parametrize("organ", schema.sites())
+def test_observed_site_rates_match_the_oracle(
+    large_simulated_cohort: pd.DataFrame, organ: str
+) -> None:
+    rel = relapsed(large_simulated_cohort)
+    observed = rel[f"site_{organ}"].mean()
+    assert observed == pytest.approx(rel[f"oracle_site_{organ}"].mean(), abs=0.02)
+
+
+@pytest.mark.parametrize("organ", schema.sites())
+def test_oracle_site_auroc_is_realistic(oracle_scores: OracleScores, organ: str) -> None:
+    """biology.md: about 0.65-0.85 from molecular features; 0.95+ means a planted signal too
+    strong. Band widened slightly for sampling noise, but never above 0.9."""
+    auroc = oracle_scores.site_auroc[organ]
+    assert 0.58 <= auroc <= 0.88
+    assert auroc < 0.9
+
+
+def test_oracle_summary_is_realistic(
+    oracle_scores: OracleScores, large_simulated_cohort: pd.DataFrame
+) -> None:
+    assert 0.6 <= oracle_scores.macro_auroc <= 0.85
+    assert 0.6 <= oracle_scores.harrell_c < 0.9
+    assert oracle_scores.n_patients == len(large_simulated_cohort)
+    assert oracle_scores.n_relapsed == int(large_simulated_cohort[EVENT].sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# Reproducibility
+
+
+def test_same_seed_gives_an_identical_cohort(simulator_config: SimulatorConfig) -> None:
+    first = simulate_cohort(2_000, seed=11, config=simulator_config)
+    again = simulate_cohort(2_000, seed=11, config=simulator_config)
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_different_seed_gives_a_different_cohort(simulator_config: SimulatorConfig) -> None:
+    first = simulate_cohort(2_000, seed=11, config=simulator_config)
+    other = simulate_cohort(2_000, seed=12, config=simulator_config)
+    numeric = [*schema.lm22_columns(), MONTHS]
+    assert not np.allclose(first[numeric].to_numpy(), other[numeric].to_numpy())
+    assert set(first["patient_id"]).isdisjoint(other["patient_id"])
