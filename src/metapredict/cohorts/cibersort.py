@@ -104,9 +104,9 @@ def read_immune_table(path: Path, *, mode: ModeChoice = "auto") -> ImmuneTable:
         )
 
     frame = pd.DataFrame(
-        {new: _float_column(raw, old, path) for old, new in rename.items()}, index=ids
+        {new: _float_column(raw, old, path).to_numpy() for old, new in rename.items()},
+        index=pd.Index(ids.to_numpy(), name="sample_id"),
     )
-    frame.index.name = "sample_id"
     if "cibersort_p_value" in frame:
         frame.loc[frame["cibersort_p_value"] == PVALUE_NOT_COMPUTED, "cibersort_p_value"] = np.nan
 
