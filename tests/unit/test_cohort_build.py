@@ -205,6 +205,7 @@ def test_p_value_filter_drops_poor_fits(tmp_path: Path) -> None:
     assert [(d.id, d.reason) for d in result.report.dropped] == [
         ("P2-T", "CIBERSORT P-value above 0.05")
     ]
+    assert result.report.unmatched_clinical == []  # P2 matched; its sample failed the filter
 
 
 def test_p_value_filter_without_p_values_is_an_error(tmp_path: Path) -> None:

@@ -297,25 +297,12 @@ def assemble(
         notes=list(clinical.notes),
     )
     table = immune.frame
-    if max_p_value is not None:
-        if "cibersort_p_value" not in table or table["cibersort_p_value"].isna().all():
-            raise CohortInputError(
-                "--max-p-value needs P-values, but the immune table has none "
-                "(CIBERSORT runs without permutations write 9999; rerun with permutations)"
-            )
-        for sid, p in table["cibersort_p_value"].items():
-            if np.isnan(p):
-                report.dropped.append(DroppedRow(id=str(sid), level="sample", reason="no P-value"))
-            elif p > max_p_value:
-                report.dropped.append(
-                    DroppedRow(
-                        id=str(sid),
-                        level="sample",
-                        reason=f"CIBERSORT P-value above {max_p_value:g}",
-                        detail=f"{p:.3g}",
-                    )
-                )
-        table = table[table["cibersort_p_value"] <= max_p_value]
+    p_values = table.get("cibersort_p_value")
+    if max_p_value is not None and (p_values is None or p_values.isna().all()):
+        raise CohortInputError(
+            "--max-p-value needs P-values, but the immune table has none "
+            "(CIBERSORT runs without permutations write 9999; rerun with permutations)"
+        )
 
     matcher = _Matcher(clinical)
     candidates: dict[str, list[tuple[int, int, str, str | None]]] = {}
@@ -326,13 +313,28 @@ def assemble(
             continue
         patient, clinical_sample, how = found
         report.matched.append(MatchedSample(sample_id=sid, patient_id=patient, matched_by=how))
+        if max_p_value is not None and p_values is not None:
+            p = float(p_values.iloc[order])
+            if np.isnan(p):
+                report.dropped.append(DroppedRow(id=sid, level="sample", reason="no P-value"))
+                continue
+            if p > max_p_value:
+                report.dropped.append(
+                    DroppedRow(
+                        id=sid,
+                        level="sample",
+                        reason=f"CIBERSORT P-value above {max_p_value:g}",
+                        detail=f"{p:.3g}",
+                    )
+                )
+                continue
         sample_type = None
-        if clinical_sample is not None and clinical.samples is not None:
-            sample_type = (
-                clinical.samples.at[clinical_sample, c.SAMPLE_TYPE]
-                if (c.SAMPLE_TYPE in clinical.samples.columns)
-                else None
-            )
+        if (
+            clinical_sample is not None
+            and clinical.samples is not None
+            and c.SAMPLE_TYPE in clinical.samples.columns
+        ):
+            sample_type = clinical.samples.at[clinical_sample, c.SAMPLE_TYPE]
         rank = _rank(sample_type, _tcga(sid))
         if rank is None:
             report.dropped.append(DroppedRow(id=sid, level="sample", reason="normal tissue sample"))
