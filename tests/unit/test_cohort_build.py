@@ -345,3 +345,32 @@ def test_mapping_naming_a_missing_column_is_a_clear_error(tmp_path: Path) -> Non
     pd.DataFrame({"pid": ["A"], "tumour": ["BRCA"]}).to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(CohortInputError, match="missing: 'age', 'ajcc'"):
         apply_mapping(tmp_path / "c.csv", load_mapping(tmp_path / "map.toml"))
+
+
+def test_profile_keyed_by_patient_reads_sample_level_flags(tmp_path: Path) -> None:
+    """MSK-MET keeps DMETS_DX_* in the sample file; an immune table may be keyed by patient."""
+    p, s = cbio(
+        tmp_path,
+        [patient_row("P1")],
+        [
+            sample_row("P1-N", "P1", SAMPLE_TYPE="Normal", DMETS_DX_BONE="No"),
+            sample_row("P1-T", "P1", DMETS_DX_BONE="No", DMETS_DX_LIVER="Yes"),
+        ],
+    )
+    result = assemble(read_immune_table(immune_table(tmp_path, ["P1"])), load_cbioportal(p, s))
+    assert [m.matched_by for m in result.report.matched] == ["patient id"]
+    assert result.frame["site_liver"].tolist() == [True]
+    assert result.frame["cancer_type"].tolist() == ["breast"]
+    assert result.report.missing_site_flags_relapsed == {}
+
+
+def test_older_cibersortx_absolute_score_header_is_recognised(tmp_path: Path) -> None:
+    path = write_cibersort_table(
+        tmp_path / "abs.txt",
+        ["A"],
+        dirichlet_fractions(1, seed=2) * 0.5,
+        extra_columns={"Absolute score": [0.5]},
+    )
+    table = read_immune_table(path)
+    assert table.mode == "absolute"
+    assert table.frame["cibersort_absolute_score"].tolist() == [0.5]

@@ -154,11 +154,21 @@ class _Matcher:
             key[:12]: pid for pid in self.patient_ids if (key := _tcga(pid)) is not None
         }
         self.sample_by_tcga: dict[str, str] = {}
+        #: per patient, the sample row whose attributes describe an immune profile matched by
+        #: patient id: the first primary-tumour row, else the first row that is not normal.
+        self.representative: dict[str, str] = {}
         if clinical.samples is not None:
-            for sid in map(str, clinical.samples.index):
+            best: dict[str, int] = {}
+            types = clinical.samples.get(c.SAMPLE_TYPE)
+            for sid, pid in clinical.samples[c.PATIENT_ID].items():
+                sid = str(sid)
                 key = _tcga(sid)
                 if key is not None and len(key) >= 15:
                     self.sample_by_tcga.setdefault(key[:15], sid)
+                rank = _rank(None if types is None else types.get(sid), key)
+                if rank is not None and rank < best.get(str(pid), 99):
+                    best[str(pid)] = rank
+                    self.representative[str(pid)] = sid
 
     def match(self, immune_id: str) -> tuple[str, str | None, str] | None:
         """(patient id, clinical sample id or None, how) for an immune sample id."""
@@ -339,7 +349,8 @@ def assemble(
         if rank is None:
             report.dropped.append(DroppedRow(id=sid, level="sample", reason="normal tissue sample"))
             continue
-        candidates.setdefault(patient, []).append((rank, order, sid, clinical_sample))
+        attributes = clinical_sample or matcher.representative.get(patient)
+        candidates.setdefault(patient, []).append((rank, order, sid, attributes))
     matched_patients = {m.patient_id for m in report.matched}
     report.unmatched_clinical = [
         str(p) for p in clinical.patients.index if str(p) not in matched_patients

@@ -79,6 +79,8 @@ def read_immune_table(path: Path, *, mode: ModeChoice = "auto") -> ImmuneTable:
             rename[column] = by_key[key]
         elif key in qc_by_key:
             rename[column] = qc_by_key[key]
+        elif key.startswith("absolute score"):  # older CIBERSORTx: "Absolute score"
+            rename[column] = "cibersort_absolute_score"
         elif column in extras or column in lm22.values():
             rename[column] = column
         else:
