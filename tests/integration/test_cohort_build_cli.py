@@ -192,13 +192,15 @@ def test_expression_to_cohort_through_deconvolve(tmp_path: Path) -> None:
     results = tmp_path / "CIBERSORT.Output.txt"
     deconv = run(
         "deconvolve", str(tmp_path / "expr.txt"), "--signature", str(tmp_path / "sig.txt"),
-        "--gmt", str(tmp_path / "sets.gmt"), "--n-jobs", "1", "--out", str(results),
+        "--gmt", str(tmp_path / "sets.gmt"), "--permutations", "10", "--seed", "1",
+        "--n-jobs", "1", "--out", str(results),
     )  # fmt: skip
     assert deconv.exit_code == 0, deconv.output
     assert "treated as log2" in one_line(deconv.output)
     assert "1 GMT set(s) ignored" in one_line(deconv.output)
     table = pd.read_csv(results, sep="\t")
     assert table.columns[0] == "Mixture" and "mdsc_score" in table.columns
+    assert table["P-value"].between(0, 1).all()
 
     patients = [patient_row(f"P{i}") for i in range(1, 5)]
     samples = [sample_row(f"P{i}-T", f"P{i}") for i in range(1, 5)]
@@ -207,7 +209,8 @@ def test_expression_to_cohort_through_deconvolve(tmp_path: Path) -> None:
     out = tmp_path / "cohort.parquet"
     build = run(
         "cohort", "build", "--immune", str(results), "--clinical", str(tmp_path / "p.txt"),
-        "--sample-clinical", str(tmp_path / "s.txt"), "--out", str(out),
+        "--sample-clinical", str(tmp_path / "s.txt"), "--max-p-value", "0.05",
+        "--out", str(out),
     )  # fmt: skip
     assert build.exit_code == 0, build.output
     cohort = pd.read_parquet(out)
