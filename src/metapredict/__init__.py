@@ -1,3 +1,3 @@
-"""metapredict: organ tropism and late-relapse risk from the immune infiltrate of a primary tumour."""
+"""metapredict: organ tropism and late-relapse risk from a primary tumour's immune infiltrate."""
 
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import suppress
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -75,9 +76,7 @@ def tropism_metrics(
 def _structured(time: ArrayLike, event: ArrayLike) -> NDArray[np.void]:
     from sksurv.util import Surv
 
-    return Surv.from_arrays(
-        event=np.asarray(event, dtype=bool), time=np.asarray(time, dtype=float)
-    )
+    return Surv.from_arrays(event=np.asarray(event, dtype=bool), time=np.asarray(time, dtype=float))
 
 
 def harrell_c(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> float:
@@ -87,9 +86,7 @@ def harrell_c(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> float:
     e = np.asarray(event, dtype=bool)
     if not e.any():
         return float("nan")
-    return float(
-        concordance_index_censored(e, np.asarray(time, dtype=float), np.asarray(risk))[0]
-    )
+    return float(concordance_index_censored(e, np.asarray(time, dtype=float), np.asarray(risk))[0])
 
 
 def survival_metrics(
@@ -126,28 +123,22 @@ def survival_metrics(
         except ValueError:
             out["uno_c"] = float("nan")
         usable = [
-            i
-            for i, h in enumerate(HORIZONS)
-            if t_test.min() < h < min(t_test.max(), t_train_max)
+            i for i, h in enumerate(HORIZONS) if t_test.min() < h < min(t_test.max(), t_train_max)
         ]
         for i, h in enumerate(HORIZONS):
             out[f"td_auc_{h}"] = float("nan")
             if i in usable:
-                try:
+                with suppress(ValueError):
                     auc, _ = cumulative_dynamic_auc(
                         y_train, y_test, cumulative_risk[:, i], np.array([float(h)])
                     )
                     out[f"td_auc_{h}"] = float(auc[0])
-                except ValueError:
-                    pass
         out["integrated_brier"] = float("nan")
         if len(usable) >= 2:
             times = np.array([float(HORIZONS[i]) for i in usable])
             survival = 1.0 - cumulative_risk[:, usable]
-            try:
+            with suppress(ValueError):
                 out["integrated_brier"] = float(
                     integrated_brier_score(y_train, y_test, survival, times)
                 )
-            except ValueError:
-                pass
     return out

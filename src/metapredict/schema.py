@@ -33,6 +33,8 @@ SCHEMA_VERSION: Final = "1.1.0"
 
 #: Tolerance on the row sum of relative LM22 fractions (CIBERSORT rounds to a few decimals).
 FRACTION_SUM_TOLERANCE: Final = 0.02
+#: Upper bound of one CIBERSORTx absolute-mode score.
+ABSOLUTE_SCORE_MAX: Final = 10.0
 
 CANCER_TYPES: Final = (
     "breast",
@@ -127,9 +129,7 @@ class _ProfileBase(pa.DataFrameModel):
     mdsc_score: Series[float] | None = _extra(
         -10.0, 10.0, "z-score", "myeloid-derived suppressor cell signature z-score"
     )
-    platelet_count: Series[float] | None = _extra(
-        5.0, 2000.0, "10^9/L", "blood platelet count"
-    )
+    platelet_count: Series[float] | None = _extra(5.0, 2000.0, "10^9/L", "blood platelet count")
     neutrophil_lymphocyte_ratio: Series[float] | None = _extra(
         0.05, 100.0, "ratio", "blood neutrophil-to-lymphocyte ratio"
     )
@@ -157,12 +157,18 @@ class _ProfileBase(pa.DataFrameModel):
         coerce = False
 
 
+def _all_true(df: pd.DataFrame) -> Series[bool]:
+    return cast(Series[bool], pd.Series(True, index=df.index))
+
+
 class Features(_ProfileBase):
     """What a model sees, with relative LM22 fractions (each row sums to 1)."""
 
     @pa.dataframe_check
     @classmethod
     def lm22_fractions_sum_to_one(cls, df: pd.DataFrame) -> Series[bool]:
+        if not set(lm22_columns()) <= set(df.columns):
+            return _all_true(df)  # the missing column is reported on its own
         total = df[list(lm22_columns())].sum(axis=1)
         return cast(Series[bool], (total - 1.0).abs() <= FRACTION_SUM_TOLERANCE)
 
@@ -170,13 +176,18 @@ class Features(_ProfileBase):
 class AbsoluteFeatures(_ProfileBase):
     """CIBERSORTx absolute mode: each score is non-negative, the row sum is free.
 
-    Absolute scores can exceed 1 in rare samples; the per-cell upper bound is relaxed to 10.
+    Absolute scores can exceed 1, so the per-cell bound is [0, ABSOLUTE_SCORE_MAX] instead of
+    [0, 1] (the LM22 fields are re-checked in :meth:`to_schema`; no rule on the row sum).
     """
 
-    @pa.dataframe_check
     @classmethod
-    def lm22_scores_below_10(cls, df: pd.DataFrame) -> Series[bool]:
-        return cast(Series[bool], (df[list(lm22_columns())] <= 10.0).all(axis=1))
+    def to_schema(cls) -> pa.DataFrameSchema:
+        return _absolute(super().to_schema())
+
+
+def _absolute(relative: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    checks = [pa.Check.ge(0.0), pa.Check.le(ABSOLUTE_SCORE_MAX)]
+    return relative.update_columns({c: {"checks": checks} for c in lm22_columns()})
 
 
 class _Labels(pa.DataFrameModel):
@@ -207,6 +218,8 @@ class _Labels(pa.DataFrameModel):
     @pa.dataframe_check
     @classmethod
     def no_site_without_distant_relapse(cls, df: pd.DataFrame) -> Series[bool]:
+        if not {*site_columns(), "distant_relapse"} <= set(df.columns):
+            return _all_true(df)  # the missing column is reported on its own
         any_site = df[list(site_columns())].any(axis=1)
         return cast(Series[bool], ~any_site | df["distant_relapse"])
 
@@ -492,8 +505,6 @@ def _rule_text(check: str, column: str | None) -> str:
             f"the 22 LM22 fractions must sum to 1 (within {FRACTION_SUM_TOLERANCE}); "
             "use absolute mode for CIBERSORTx absolute scores"
         )
-    if check == "lm22_scores_below_10":
-        return "absolute LM22 scores must be at most 10"
     if check == "no_site_without_distant_relapse":
         return "a metastatic site is marked but distant_relapse is false"
     return check

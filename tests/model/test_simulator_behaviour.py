@@ -143,7 +143,7 @@ def planted(config: SimulatorConfig, organ: str, feature: str) -> dict[str, floa
     out = dict.fromkeys(schema.CANCER_TYPES, 0.0)
     for effect in config.sites[organ].effects:
         if effect.feature == feature:
-            for cancer_type in getattr(effect, "cancer_types", None) or schema.CANCER_TYPES:
+            for cancer_type in effect.cancer_types or schema.CANCER_TYPES:
                 out[cancer_type] += effect.per_sd
     return out
 

@@ -263,11 +263,6 @@ def test_absolute_mode_still_rejects_negative_scores(
     assert [(v.row, v.column) for v in caught.value.violations] == [(1, "neutrophils")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AbsoluteFeatures inherits le=1 on every LM22 column from _ProfileBase, so the "
-    "documented relaxation of the per-cell bound to 10 never takes effect",
-)
 def test_absolute_mode_accepts_a_score_above_1(make_valid_frame: Callable[..., Frame]) -> None:
     frame = set_value("neutrophils", 1.5)(make_valid_frame(3, schema.Features))
     schema.validate(frame, schema.AbsoluteFeatures)
@@ -304,12 +299,6 @@ def test_missing_lm22_column_is_named_without_a_spurious_second_error(
     assert (None, "t_cells_cd8") in {(v.row, v.column) for v in caught.value.violations}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="when a column a row-level check reads is missing, the check's KeyError is also "
-    "reported, as a violation of a column named after the model ('Cohort'), with the "
-    "exception text as the found value",
-)
 def test_missing_column_is_the_only_violation_reported(
     make_valid_frame: Callable[..., Frame],
 ) -> None:

@@ -90,23 +90,7 @@ def test_every_effect_in_biology_table_is_planted() -> None:
 
 _DEFAULT_EFFECTS = all_effects(default_config())
 #: Defaults outside biology.md's band, reported to the simulator's owner rather than changed here.
-_KNOWN_OUTSIDE_BAND = {
-    "relapse.dormancy_interactions[0]:t_cells_cd8*neutrophils": "per_sd 0.15 is below 0.2",
-}
-
-
-@pytest.mark.parametrize(
-    "where",
-    [
-        pytest.param(
-            w,
-            marks=pytest.mark.xfail(strict=True, reason=_KNOWN_OUTSIDE_BAND[w]),
-        )
-        if w in _KNOWN_OUTSIDE_BAND
-        else w
-        for w in _DEFAULT_EFFECTS
-    ],
-)
+@pytest.mark.parametrize("where", list(_DEFAULT_EFFECTS))
 def test_default_effect_sizes_lie_in_the_literature_band(where: str) -> None:
     low, high = LITERATURE_BAND
     assert low <= abs(_DEFAULT_EFFECTS[where].per_sd) <= high
@@ -127,7 +111,7 @@ def test_combined_effect_per_cancer_type_lies_in_the_literature_band() -> None:
     for outcome, effects in outcomes.items():
         total: dict[tuple[str, str], float] = {}
         for e in effects:
-            for cancer_type in getattr(e, "cancer_types", None) or schema.CANCER_TYPES:
+            for cancer_type in e.cancer_types or schema.CANCER_TYPES:
                 key = (e.feature, cancer_type)
                 total[key] = total.get(key, 0.0) + e.per_sd
         outside |= {

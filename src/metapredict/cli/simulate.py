@@ -54,5 +54,6 @@ def simulate(
             table.add_row(organ, f"{int(relapsed[col].sum()):,}", f"{scores.site_auroc[organ]:.3f}")
         console.print(table)
         console.print(
-            f"oracle macro AUROC {scores.macro_auroc:.3f}, oracle Harrell's C {scores.harrell_c:.3f}"
+            f"oracle macro AUROC {scores.macro_auroc:.3f}, "
+            f"oracle Harrell's C {scores.harrell_c:.3f}"
         )

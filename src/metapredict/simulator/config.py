@@ -42,6 +42,10 @@ class Effect(_Strict):
     feature: str = Field(description="schema feature column (LM22 cell type or extra)")
     per_sd: float = Field(description="change on the outcome's scale per SD of the predictor")
     source: str = Field(description="publication or modelling choice behind the effect")
+    cancer_types: tuple[str, ...] | None = Field(
+        None,
+        description="restrict the effect to these primaries (context dependence); None = all",
+    )
 
 
 class Interaction(_Strict):
@@ -160,8 +164,9 @@ class SimulatorConfig(_Strict):
     @model_validator(mode="after")
     def _check_vocabulary(self) -> SimulatorConfig:
         types, stages = set(schema.CANCER_TYPES), set(schema.STAGES)
-        cells, features = set(schema.lm22_columns()), set(schema.lm22_columns()) | set(
-            schema.extra_columns()
+        cells, features = (
+            set(schema.lm22_columns()),
+            set(schema.lm22_columns()) | set(schema.extra_columns()),
         )
         problems: list[str] = []
 
@@ -212,6 +217,9 @@ class SimulatorConfig(_Strict):
             effects += site.effects
             interactions += site.interactions
         used = {e.feature for e in effects} | {f for i in interactions for f in i.features}
+        scoped = {t for e in effects for t in (e.cancer_types or ())}
+        if not scoped <= types:
+            problems.append(f"effects name unknown cancer types {sorted(scoped - types)}")
         if not used <= features:
             problems.append(f"effects name unknown features {sorted(used - features)}")
         if self.censoring.follow_up_min_months >= self.censoring.follow_up_max_months:
@@ -221,11 +229,13 @@ class SimulatorConfig(_Strict):
         return self
 
 
-def _e(feature: str, per_sd: float, source: str) -> Effect:
-    return Effect(feature=feature, per_sd=per_sd, source=source)
+def _e(feature: str, per_sd: float, source: str, *only: str) -> Effect:
+    return Effect(feature=feature, per_sd=per_sd, source=source, cancer_types=only or None)
 
 
-def _site(base: dict[str, float], *effects: Effect, inter: tuple[Interaction, ...] = ()) -> SiteModel:
+def _site(
+    base: dict[str, float], *effects: Effect, inter: tuple[Interaction, ...] = ()
+) -> SiteModel:
     return SiteModel(base_rate=base, effects=list(effects), interactions=list(inter))
 
 
@@ -259,33 +269,72 @@ def default_config() -> SimulatorConfig:
         zip(
             cells,
             (
-                0.04, 0.02, 0.05, 0.09, 0.01, 0.13, 0.02, 0.04, 0.03, 0.01, 0.03,
-                0.02, 0.02, 0.10, 0.06, 0.18, 0.03, 0.01, 0.06, 0.01, 0.004, 0.01,
+                0.04,
+                0.02,
+                0.05,
+                0.09,
+                0.01,
+                0.13,
+                0.02,
+                0.04,
+                0.03,
+                0.01,
+                0.03,
+                0.02,
+                0.02,
+                0.10,
+                0.06,
+                0.18,
+                0.03,
+                0.01,
+                0.06,
+                0.01,
+                0.004,
+                0.01,
             ),
             strict=True,
         )
     )
     archetypes = {
         "immune_hot": {
-            "t_cells_cd8": 0.6, "t_cells_cd4_memory_activated": 0.5, "nk_cells_activated": 0.4,
-            "macrophages_m1": 0.5, "t_cells_follicular_helper": 0.4, "b_cells_memory": 0.3,
-            "plasma_cells": 0.3, "dendritic_cells_activated": 0.3, "macrophages_m2": -0.3,
+            "t_cells_cd8": 0.6,
+            "t_cells_cd4_memory_activated": 0.5,
+            "nk_cells_activated": 0.4,
+            "macrophages_m1": 0.5,
+            "t_cells_follicular_helper": 0.4,
+            "b_cells_memory": 0.3,
+            "plasma_cells": 0.3,
+            "dendritic_cells_activated": 0.3,
+            "macrophages_m2": -0.3,
         },
         "myeloid_rich": {
-            "macrophages_m2": 0.5, "macrophages_m0": 0.4, "monocytes": 0.5, "neutrophils": 0.6,
-            "t_cells_regulatory": 0.4, "mast_cells_activated": 0.3, "t_cells_cd8": -0.3,
+            "macrophages_m2": 0.5,
+            "macrophages_m0": 0.4,
+            "monocytes": 0.5,
+            "neutrophils": 0.6,
+            "t_cells_regulatory": 0.4,
+            "mast_cells_activated": 0.3,
+            "t_cells_cd8": -0.3,
             "nk_cells_activated": -0.3,
         },
         "lymphocyte_depleted": {
-            "macrophages_m0": 0.5, "mast_cells_resting": 0.4, "t_cells_cd8": -0.6,
-            "b_cells_naive": -0.4, "t_cells_cd4_memory_activated": -0.4,
-            "nk_cells_activated": -0.3, "plasma_cells": -0.3,
+            "macrophages_m0": 0.5,
+            "mast_cells_resting": 0.4,
+            "t_cells_cd8": -0.6,
+            "b_cells_naive": -0.4,
+            "t_cells_cd4_memory_activated": -0.4,
+            "nk_cells_activated": -0.3,
+            "plasma_cells": -0.3,
         },
     }
     archetype_weights = {
         "breast": {"immune_hot": 0.30, "myeloid_rich": 0.35, "lymphocyte_depleted": 0.35},
         "colorectal": {"immune_hot": 0.30, "myeloid_rich": 0.35, "lymphocyte_depleted": 0.35},
-        "lung_adenocarcinoma": {"immune_hot": 0.35, "myeloid_rich": 0.40, "lymphocyte_depleted": 0.25},
+        "lung_adenocarcinoma": {
+            "immune_hot": 0.35,
+            "myeloid_rich": 0.40,
+            "lymphocyte_depleted": 0.25,
+        },
         "melanoma": {"immune_hot": 0.50, "myeloid_rich": 0.25, "lymphocyte_depleted": 0.25},
         "prostate": {"immune_hot": 0.15, "myeloid_rich": 0.35, "lymphocyte_depleted": 0.50},
         "pancreatic": {"immune_hot": 0.10, "myeloid_rich": 0.55, "lymphocyte_depleted": 0.35},
@@ -304,14 +353,19 @@ def default_config() -> SimulatorConfig:
         archetypes=archetypes,
         archetype_weights=archetype_weights,
         inflammation_loading={
-            "neutrophils": 0.4, "monocytes": 0.3, "macrophages_m0": 0.2,
-            "mast_cells_activated": 0.2, "t_cells_gamma_delta": 0.2,
+            "neutrophils": 0.4,
+            "monocytes": 0.3,
+            "macrophages_m0": 0.2,
+            "mast_cells_activated": 0.2,
+            "t_cells_gamma_delta": 0.2,
         },
         noise_sd=0.5,
     )
     extras = Extras(
         leukocyte_fraction_logit={
-            "immune_hot": -0.2, "myeloid_rich": -0.8, "lymphocyte_depleted": -1.6
+            "immune_hot": -0.2,
+            "myeloid_rich": -0.8,
+            "lymphocyte_depleted": -1.6,
         },
         leukocyte_fraction_sd=0.6,
         nlr_log_mean=0.9,
@@ -346,13 +400,14 @@ def default_config() -> SimulatorConfig:
         shape=_rates(1.0, 1.3, 1.2, 1.1, 1.0, 1.3),
         dormancy_effects=[
             _e("t_cells_cd8", -0.35, EYLES),
-            _e("nk_cells_activated", -0.40, CORREIA),
+            _e("nk_cells_activated", -0.50, CORREIA, "breast", "melanoma"),
+            _e("nk_cells_activated", -0.20, CORREIA),
             _e("neutrophils", 0.30, ALBRENGUES),
         ],
         dormancy_interactions=[
             Interaction(
                 features=("t_cells_cd8", "neutrophils"),
-                per_sd=0.15,
+                per_sd=0.20,
                 source=f"{COFFELT}; {SPIEGEL}: neutrophils blunt CD8 control",
             )
         ],
@@ -360,16 +415,24 @@ def default_config() -> SimulatorConfig:
     sites = {
         "bone": _site(
             _rates(0.60, 0.10, 0.35, 0.20, 0.80, 0.08),
-            _e("t_cells_regulatory", 0.35, ZHAO),
-            _e("t_cells_cd4_memory_activated", 0.40, MONTEIRO),
+            _e("t_cells_regulatory", 0.55, ZHAO, "breast", "prostate"),
+            _e(
+                "t_cells_cd4_memory_activated",
+                0.50,
+                MONTEIRO,
+                "breast",
+                "prostate",
+                "lung_adenocarcinoma",
+            ),
             _e("mdsc_score", 0.45, SAWANT),
         ),
         "lung": _site(
             _rates(0.30, 0.30, 0.30, 0.45, 0.15, 0.25),
-            _e("neutrophils", 0.45, WCULEK),
+            _e("neutrophils", 0.50, WCULEK, "breast", "melanoma", "lung_adenocarcinoma"),
+            _e("neutrophils", 0.20, SPIEGEL),
             _e("t_cells_gamma_delta", 0.30, COFFELT),
-            _e("monocytes", 0.30, QIAN),
-            _e("t_cells_regulatory", 0.30, TAN),
+            _e("monocytes", 0.45, QIAN, "breast", "melanoma"),
+            _e("t_cells_regulatory", 0.50, TAN, "breast"),
             _e("platelet_count", 0.30, LABELLE),
             inter=(
                 Interaction(
@@ -381,14 +444,14 @@ def default_config() -> SimulatorConfig:
         ),
         "liver": _site(
             _rates(0.30, 0.65, 0.20, 0.30, 0.12, 0.70),
-            _e("macrophages_m2", 0.45, YU),
-            _e("macrophages_m0", 0.30, COSTA_SILVA),
-            _e("nk_cells_activated", -0.45, CORREIA),
+            _e("macrophages_m2", 0.55, YU, "colorectal", "melanoma", "pancreatic"),
+            _e("macrophages_m0", 0.50, COSTA_SILVA, "pancreatic", "colorectal"),
+            _e("nk_cells_activated", -0.60, CORREIA, "breast", "melanoma", "colorectal"),
         ),
         "brain": _site(
             _rates(0.10, 0.04, 0.30, 0.30, 0.03, 0.03),
-            _e("monocytes", 0.35, QIAN),
-            _e("macrophages_m2", 0.30, SCHREURS),
+            _e("monocytes", 0.50, QIAN, "breast", "melanoma", "lung_adenocarcinoma"),
+            _e("macrophages_m2", 0.45, SCHREURS, "breast", "melanoma", "lung_adenocarcinoma"),
         ),
         "distant_lymph_node": _site(
             _rates(0.30, 0.20, 0.30, 0.40, 0.35, 0.20),
@@ -401,9 +464,7 @@ def default_config() -> SimulatorConfig:
     return SimulatorConfig(
         clinical=Clinical(
             cancer_type_weights=_rates(0.35, 0.20, 0.15, 0.10, 0.12, 0.08),
-            stage_weights={
-                t: {"I": 0.35, "II": 0.40, "III": 0.25} for t in schema.CANCER_TYPES
-            },
+            stage_weights={t: {"I": 0.35, "II": 0.40, "III": 0.25} for t in schema.CANCER_TYPES},
             age_mean=_rates(58.0, 66.0, 67.0, 60.0, 68.0, 70.0),
             age_sd=11.0,
         ),

@@ -171,7 +171,9 @@ def _reference_scales_cached(config_json: str) -> Scales:
     mean = dict(zip(schema.lm22_columns(), clr_values.mean(axis=0).tolist(), strict=True))
     sd = dict(zip(schema.lm22_columns(), clr_values.std(axis=0).tolist(), strict=True))
     partial = Scales(mean, sd)
-    clr_z = {c: partial.standardise(c, clr_values[:, i]) for i, c in enumerate(schema.lm22_columns())}
+    clr_z = {
+        c: partial.standardise(c, clr_values[:, i]) for i, c in enumerate(schema.lm22_columns())
+    }
     extras = _draw_extras(config, comp, clr_z, rng_extra)
     for name in schema.extra_columns():
         v = _predictor_values(name, None, extras)
@@ -188,11 +190,15 @@ def _linear(
     effects: Iterable[Effect],
     interactions: Iterable[Interaction],
     z: dict[str, FloatArray],
-    n: int,
+    cancer_type: IntArray,
 ) -> FloatArray:
-    eta = np.zeros(n)
+    eta = np.zeros(cancer_type.shape[0])
     for e in effects:
-        eta += e.per_sd * z[e.feature]
+        term = e.per_sd * z[e.feature]
+        if e.cancer_types is not None:
+            scope = [schema.CANCER_TYPES.index(t) for t in e.cancer_types]
+            term = np.where(np.isin(cancer_type, scope), term, 0.0)
+        eta += term
     for i in interactions:
         a, b = i.features
         eta += i.per_sd * z[a] * z[b]
@@ -215,10 +221,13 @@ def _truth(config: SimulatorConfig, comp: _Composition, z: dict[str, FloatArray]
     base = np.array([rel.dissemination_logit[t] for t in types])[comp.cancer_type]
     stage = np.array([rel.stage_logit[s] for s in schema.STAGES])[comp.stage]
     age = rel.age_logit_per_decade * (comp.age - 60.0) / 10.0
-    eta_d = base + stage + age + _linear(
-        rel.dissemination_effects, rel.dissemination_interactions, z, n
+    eta_d = (
+        base
+        + stage
+        + age
+        + _linear(rel.dissemination_effects, rel.dissemination_interactions, z, comp.cancer_type)
     )
-    eta_h = _linear(rel.dormancy_effects, rel.dormancy_interactions, z, n)
+    eta_h = _linear(rel.dormancy_effects, rel.dormancy_interactions, z, comp.cancer_type)
     lam = np.array([rel.scale_months[t] for t in types])[comp.cancer_type]
     k = np.array([rel.shape[t] for t in types])[comp.cancer_type]
     site_logit = np.empty((n, len(schema.sites())))
@@ -226,7 +235,7 @@ def _truth(config: SimulatorConfig, comp: _Composition, z: dict[str, FloatArray]
         site = config.sites[organ]
         rates = np.array([site.base_rate[t] for t in types])
         site_logit[:, j] = logit(rates)[comp.cancer_type] + _linear(
-            site.effects, site.interactions, z, n
+            site.effects, site.interactions, z, comp.cancer_type
         )
     return _Truth(expit(eta_d), np.exp(eta_h), lam, k, site_logit)
 
@@ -264,9 +273,7 @@ def simulate_cohort(
     comp = _draw_composition(config, n, rng_comp)
     scales = reference_scales(config)
     clr_values = clr(comp.fractions)
-    z = {
-        c: scales.standardise(c, clr_values[:, i]) for i, c in enumerate(schema.lm22_columns())
-    }
+    z = {c: scales.standardise(c, clr_values[:, i]) for i, c in enumerate(schema.lm22_columns())}
     extras = _draw_extras(config, comp, z, rng_extra)
     for name in schema.extra_columns():
         z[name] = scales.standardise(name, _predictor_values(name, None, extras))
