@@ -1,7 +1,7 @@
 """Shared fixtures for unit, integration and model (behavioural) tests.
 
 Sections: simulator cohorts (session-scoped, read-only), hand-made valid frames (fresh per
-call). Add new groups of fixtures (e.g. a temporary MLflow store) as their own section.
+call), MLflow stores and trained models. Add new groups of fixtures as their own section.
 
 Session-scoped frames are shared by every test that asks for them: never modify them in place;
 take a ``.copy()`` first.
@@ -10,6 +10,7 @@ take a ``.copy()`` first.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,7 +18,9 @@ import pandera.pandas as pa
 import pytest
 
 from metapredict import schema
+from metapredict.settings import StoreSettings
 from metapredict.simulator import SimulatorConfig, default_config, simulate_cohort
+from tests.support import TrainedStore, store_settings, tiny_training_config
 
 # ------------------------------------------------------------------------------------------------
 # Simulated cohorts
@@ -102,3 +105,28 @@ def valid_feature_row() -> dict[str, Any]:
     """One valid patient as a ``{column: value}`` dict of :func:`schema.feature_columns`."""
     row = valid_frame(1, schema.Features).iloc[0].to_dict()
     return {c: row[c] for c in schema.feature_columns()}
+
+
+# --- MLflow stores and trained models ------------------------------------------------------
+
+
+@pytest.fixture
+def tmp_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StoreSettings:
+    """An empty MLflow store for one test; also the default for code reading the environment."""
+    settings = store_settings(tmp_path / "store")
+    monkeypatch.setenv("METAPREDICT_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("METAPREDICT_ARTIFACT_ROOT", settings.artifact_root)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    """Both tasks trained once per session (tiny config) into their own store. Read only."""
+    from metapredict.pipeline import run_training
+
+    settings = store_settings(tmp_path_factory.mktemp("trained-store"))
+    outcomes = {
+        task: run_training(tiny_training_config(task), settings=settings)
+        for task in ("tropism", "dormancy")
+    }
+    return TrainedStore(settings=settings, outcomes=outcomes)

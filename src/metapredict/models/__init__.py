@@ -1,0 +1,1 @@
+"""Estimators (sklearn contract): the LightGBM models and their linear baselines."""

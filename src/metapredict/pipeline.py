@@ -1,0 +1,263 @@
+"""The training job: cohort -> schema -> evaluation of every family -> logged, registered model."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metapredict import __version__, features, plots, schema
+from metapredict.cohort_io import read_table
+from metapredict.evaluation import (
+    FamilyResult,
+    TaskData,
+    add_oracle_ratios,
+    cross_validate,
+    evaluate_oracle,
+    prepare,
+)
+from metapredict.models.baselines import CoxBaseline, LogisticTropism
+from metapredict.models.dormancy import DiscreteTimeHazard, survival_arrays
+from metapredict.models.tropism import TropismClassifier
+from metapredict.predictor import RISK_GROUPS, Predictor
+from metapredict.registry import JobRun, RegisteredVersion, start_job_run
+from metapredict.settings import StoreSettings
+from metapredict.simulator import SIMULATOR_VERSION, default_config, simulate_cohort
+from metapredict.training_config import DormancyConfig, TrainingConfig, TropismConfig
+
+logger = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+LIGHTGBM = "lightgbm"
+BASELINE = {"tropism": "logistic_regression", "dormancy": "cox_ph"}
+
+
+@dataclass(frozen=True)
+class LoadedCohort:
+    frame: pd.DataFrame
+    source: str
+    digest: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    task: str
+    registered: RegisteredVersion
+    results: dict[str, FamilyResult]
+    oracle: FamilyResult | None
+    n_train: int
+    n_test: int
+    seconds: float
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def load_cohort(data: Path | None, config: TrainingConfig) -> LoadedCohort:
+    """The user's cohort file, validated, or the default simulated cohort."""
+    if data is None:
+        n, seed = config.data.simulate_patients, config.data.simulate_seed
+        frame = simulate_cohort(n, seed, default_config())
+        tags = {
+            "data_source": "simulator",
+            "simulator_version": SIMULATOR_VERSION,
+            "simulator_seed": str(seed),
+            "simulator_patients": str(n),
+        }
+        source = f"metapredict-simulator:{SIMULATOR_VERSION}?patients={n}&seed={seed}"
+        model: Any = schema.SimulatedCohort
+    else:
+        frame = read_table(data)
+        tags = {"data_source": str(data.resolve())}
+        source = str(data.resolve())
+        model = (
+            schema.SimulatedCohort
+            if all(c in frame.columns for c in schema.oracle_columns())
+            else schema.Cohort
+        )
+    validated = schema.validate(frame, model)
+    return LoadedCohort(validated, source, frame_digest(validated), tags)
+
+
+def _estimators(config: TrainingConfig) -> dict[str, Callable[[], Any]]:
+    cat = features.categorical_indices()
+    m = config.model.model_dump()
+    if isinstance(config, TropismConfig):
+        C = config.baseline.C
+        return {
+            LIGHTGBM: lambda: TropismClassifier(
+                **m, categorical_features=cat, random_state=config.seed
+            ),
+            BASELINE["tropism"]: lambda: LogisticTropism(C=C, categorical_features=cat),
+        }
+    alpha = config.baseline.alpha
+    return {
+        LIGHTGBM: lambda: DiscreteTimeHazard(
+            **m, categorical_features=cat, random_state=config.seed
+        ),
+        BASELINE["dormancy"]: lambda: CoxBaseline(alpha=alpha, categorical_features=cat),
+    }
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out |= _flatten(f"{prefix}.{k}" if prefix else str(k), v)
+        return out
+    return {prefix: value}
+
+
+def input_example(rows: int = 2) -> pd.DataFrame:
+    """A synthetic, complete example request (never a patient's row)."""
+    sim = simulate_cohort(50, 0, default_config())
+    complete = sim.dropna(subset=list(schema.extra_columns())).head(rows)
+    return complete[list(schema.feature_columns())].reset_index(drop=True)
+
+
+def build_predictor(config: TrainingConfig, data: TaskData, estimator: Any) -> Predictor:
+    train_frame = data.frame.iloc[data.train]
+    ranges = features.FeatureEncoder().fit(train_frame).feature_ranges_
+    predictor = Predictor(task=config.task, estimator=estimator, feature_ranges=ranges)
+    if isinstance(config, DormancyConfig):
+        risk_120 = predictor.predict_matrix(data.X[data.train])[:, 2]
+        low, high = np.quantile(risk_120, [1 / 3, 2 / 3])
+        predictor.risk_cutoffs = (float(low), float(high))
+    return predictor
+
+
+def _log_plots(job: JobRun, data: TaskData, predictor: Predictor, result: FamilyResult) -> None:
+    assert result.test_prediction is not None
+    X_test = data.X[data.test]
+    contrib = predictor.contributions_matrix(X_test)
+    names = list(predictor.feature_names)
+    if data.task == "tropism":
+        y = data.y[data.test]
+        figs = {
+            "plots/roc_per_site.png": plots.roc_curves(y, result.test_prediction, schema.sites()),
+            "plots/calibration_per_site.png": plots.calibration_curves(
+                y, result.test_prediction, schema.sites()
+            ),
+        }
+        mean_abs = np.abs(contrib[:, :, :-1]).mean(axis=(0, 1))
+        title = "Mean |SHAP| over sites (held-out test split)"
+    else:
+        time_, event = survival_arrays(data.y[data.test])
+        groups = predictor.risk_group(result.test_prediction[:, 2])
+        figs = {
+            "plots/kaplan_meier_by_risk_group.png": plots.kaplan_meier_by_group(
+                time_, event, groups, RISK_GROUPS
+            )
+        }
+        mean_abs = np.abs(contrib[:, 0, :-1]).mean(axis=0)
+        title = "Mean |SHAP| on the relapse hazard at 60 months (held-out test split)"
+    figs["plots/shap_summary.png"] = plots.contribution_summary(mean_abs, names, title)
+    for path, fig in figs.items():
+        job.log_figure(fig, path)
+    job.log_dict(
+        {n: float(v) for n, v in zip(names, mean_abs, strict=True)}, "feature_importance.json"
+    )
+
+
+def run_training(
+    config: TrainingConfig,
+    *,
+    data: Path | None = None,
+    settings: StoreSettings | None = None,
+    progress: Progress | None = None,
+) -> TrainingOutcome:
+    """Validate, evaluate every family, log everything, register the LightGBM model.
+
+    A cohort that breaks the schema raises :class:`schema.CohortValidationError` before any
+    run is created, so nothing is logged or registered.
+    """
+    from threadpoolctl import threadpool_limits
+
+    # OpenBLAS threads spin after each linear-algebra call and starve LightGBM's OpenMP
+    # threads (3x slower on 2 cores, measured); the linear baselines don't need them.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_training(config, data=data, settings=settings, progress=progress)
+
+
+def _run_training(
+    config: TrainingConfig,
+    *,
+    data: Path | None,
+    settings: StoreSettings | None,
+    progress: Progress | None,
+) -> TrainingOutcome:
+    started = time.perf_counter()
+    step = progress or (lambda message: None)
+    step("loading and validating the cohort")
+    cohort = load_cohort(data, config)
+    task_data = prepare(
+        config.task, cohort.frame, test_size=config.data.test_size, seed=config.seed
+    )
+    oracle = evaluate_oracle(task_data)
+    tags = {
+        **cohort.tags,
+        "task": config.task,
+        "schema_version": schema.SCHEMA_VERSION,
+        "data_digest": cohort.digest,
+        "metapredict_version": __version__,
+    }
+    results: dict[str, FamilyResult] = {}
+    with start_job_run(
+        config.task, run_name=f"{config.task}-train", tags=tags, settings=settings
+    ) as job:
+        job.log_params(
+            {
+                **_flatten("", config.model_dump()),
+                "n_patients": len(cohort.frame),
+                "n_task_rows": len(task_data.frame),
+                "n_train": len(task_data.train),
+                "n_test": len(task_data.test),
+                "n_features": task_data.X.shape[1],
+            }
+        )
+        job.log_dict(config.model_dump(), "config.json")
+        job.log_dataset(
+            cohort.frame, name=f"{config.task}-cohort", source=cohort.source, digest=cohort.digest
+        )
+        for family, make in _estimators(config).items():
+            with job.child(family) as child:
+                child.set_tags({**tags, "model_family": family})
+                result = cross_validate(
+                    family, make, task_data, folds=config.cv.folds, seed=config.seed, progress=step
+                )
+                add_oracle_ratios(result, oracle, config.task)
+                child.log_params(make().get_params())
+                child.log_metrics(result.all_metrics())
+                results[family] = result
+        if oracle is not None:
+            with job.child("oracle") as child:
+                child.set_tags({**tags, "model_family": "oracle"})
+                child.log_metrics(oracle.all_metrics())
+        best = results[LIGHTGBM]
+        job.log_metrics(best.all_metrics())
+        step("logging plots and registering the model")
+        predictor = build_predictor(config, task_data, best.estimator)
+        _log_plots(job, task_data, predictor, best)
+        registered = job.log_and_register(predictor, input_example())
+        job.set_tags(
+            {"registered_version": registered.version, "registered_alias": registered.alias}
+        )
+    return TrainingOutcome(
+        task=config.task,
+        registered=registered,
+        results=results,
+        oracle=oracle,
+        n_train=len(task_data.train),
+        n_test=len(task_data.test),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,109 @@
+"""The fitted, servable model of one task: encoding + estimator + what serving needs to know.
+
+A :class:`Predictor` is what the registry stores and loads. It predicts from a schema frame
+(``predict``) or straight from an encoded matrix (``predict_matrix``, the request path), and
+explains each output with signed per-feature contributions in log-odds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from metapredict import features, schema
+from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
+from metapredict.models.dormancy import DiscreteTimeHazard
+from metapredict.models.tropism import TropismClassifier
+
+FloatArray = NDArray[np.float64]
+Task = Literal["tropism", "dormancy"]
+RISK_GROUPS = ("low", "intermediate", "high")
+
+
+@dataclass
+class ModelInfo:
+    """Where a loaded predictor came from (filled in by the registry on load)."""
+
+    name: str = ""
+    version: str = ""
+    alias: str = ""
+    run_id: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Predictor:
+    task: Task
+    estimator: TropismClassifier | DiscreteTimeHazard
+    feature_ranges: dict[str, tuple[float, float]]
+    schema_version: str = schema.SCHEMA_VERSION
+    feature_names: tuple[str, ...] = field(default_factory=features.feature_names)
+    #: dormancy only: training tertiles of the 120-month cumulative risk.
+    risk_cutoffs: tuple[float, float] | None = None
+    info: ModelInfo = field(default_factory=ModelInfo)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return schema.sites() if self.task == "tropism" else DORMANCY_OUTPUTS
+
+    @property
+    def explained_outputs(self) -> tuple[str, ...]:
+        """What each contribution vector explains."""
+        return schema.sites() if self.task == "tropism" else ("relapse_hazard_60",)
+
+    # -- the request path: encoded matrices ------------------------------------------------
+
+    def predict_matrix(self, X: FloatArray, *, num_threads: int = 0) -> FloatArray:
+        """(n, outputs): site probabilities, or risks at 36/60/120 months and late relapse."""
+        if isinstance(self.estimator, TropismClassifier):
+            margins = self.estimator.margins(X, num_threads=num_threads)
+            result: FloatArray = 1.0 / (1.0 + np.exp(-margins))
+            return result
+        return self.estimator.predict_outputs(X, num_threads=num_threads)
+
+    def contributions_matrix(self, X: FloatArray, *, num_threads: int = 0) -> FloatArray:
+        """(n, explained outputs, features + 1) signed log-odds contributions; last = bias."""
+        if isinstance(self.estimator, TropismClassifier):
+            return self.estimator.contributions(X, num_threads=num_threads)
+        return self.estimator.contributions(X, num_threads=num_threads)[:, None, :]
+
+    def risk_group(self, risk_120: FloatArray) -> list[str]:
+        if self.risk_cutoffs is None:
+            raise ValueError("risk groups exist for the dormancy task only")
+        idx = np.searchsorted(np.asarray(self.risk_cutoffs), risk_120, side="right")
+        return [RISK_GROUPS[i] for i in idx]
+
+    def out_of_range(self, records: list[dict[str, object]]) -> list[list[str]]:
+        """Per record, the features whose value lies outside the range seen in training."""
+        out: list[list[str]] = []
+        for r in records:
+            flagged = []
+            for name, (lo, hi) in self.feature_ranges.items():
+                v = r.get(name)
+                if isinstance(v, int | float) and not lo <= float(v) <= hi:
+                    flagged.append(name)
+            out.append(flagged)
+        return out
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Predictions for a schema-valid feature frame, one column per output."""
+        X = features.encode_frame(frame)
+        return pd.DataFrame(
+            self.predict_matrix(X), columns=list(self.output_names), index=frame.index
+        )
+
+    def contributions(self, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Per explained output, a frame of per-feature contributions (plus ``bias``)."""
+        X = features.encode_frame(frame)
+        contrib = self.contributions_matrix(X)
+        columns = [*self.feature_names, "bias"]
+        return {
+            name: pd.DataFrame(contrib[:, k, :], columns=columns, index=frame.index)
+            for k, name in enumerate(self.explained_outputs)
+        }

@@ -1,0 +1,29 @@
+"""The logged model as MLflow's generic tools see it (``pyfunc.load_model``, ``models serve``).
+
+It wraps the same native :class:`~metapredict.predictor.Predictor` the service uses, validates
+input with the schema and returns probabilities (tropism: one column per site; dormancy: risks
+at 36/60/120 months and the late-relapse probability).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+from metapredict import schema
+from metapredict.predictor import Predictor
+from metapredict.registry.store import PREDICTOR_ARTIFACT
+
+
+class MetapredictPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    def load_context(self, context: Any) -> None:
+        import joblib
+
+        self.predictor: Predictor = joblib.load(context.artifacts[PREDICTOR_ARTIFACT])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input).reset_index(drop=True)
+        validated = schema.validate(frame, schema.Features)
+        return self.predictor.predict(validated)

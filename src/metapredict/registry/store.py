@@ -1,0 +1,45 @@
+"""Connecting to the MLflow store (SQLite + local artifacts by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metapredict.settings import StoreSettings, get_store_settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+#: The native predictor inside the logged model's artifacts (``artifacts/predictor.joblib``).
+PREDICTOR_ARTIFACT = "predictor"
+PREDICTOR_FILE = "predictor.joblib"
+
+
+def model_name(task: str) -> str:
+    return f"metapredict-{task}"
+
+
+def connect(settings: StoreSettings | None = None) -> tuple[object, str, Path]:
+    """Point mlflow at the store; return (client, tracking URI, artifact root)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or get_store_settings()
+    uri = settings.resolved_tracking_uri()
+    root = settings.resolved_artifact_root()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri, root
+
+
+def experiment_id(client: object, task: str, artifact_root: Path) -> str:
+    """The experiment named after the task, created with artifacts under ``artifact_root``."""
+    from mlflow import MlflowClient
+
+    assert isinstance(client, MlflowClient)
+    experiment = client.get_experiment_by_name(task)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = (artifact_root / task).resolve().as_uri()
+    return str(client.create_experiment(task, artifact_location=location))

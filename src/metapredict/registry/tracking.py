@@ -1,0 +1,231 @@
+"""Logging a training job: a parent run per job, child runs per model family, the model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from metapredict.predictor import Predictor
+from metapredict.registry.store import (
+    CHALLENGER,
+    CHAMPION,
+    PREDICTOR_ARTIFACT,
+    PREDICTOR_FILE,
+    connect,
+    experiment_id,
+    model_name,
+)
+from metapredict.settings import StoreSettings, project_root
+
+logger = logging.getLogger(__name__)
+
+#: Third-party packages the logged model needs, pinned to the versions it was trained with.
+_RUNTIME_PACKAGES = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "lightgbm",
+    "pandera",
+    "pydantic",
+    "scikit-survival",
+    "mlflow",
+)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    model_uri: str
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pip_requirements() -> list[str]:
+    reqs = []
+    for package in _RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+class JobRun:
+    """A live MLflow run (parent or child) with typed logging helpers."""
+
+    def __init__(self, run_id: str, task: str, client: Any, experiment_id: str) -> None:
+        self.run_id = run_id
+        self.task = task
+        self.client = client
+        self.experiment_id = experiment_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.log_params({k: _param(v) for k, v in params.items()}, run_id=self.run_id)
+
+    def log_metrics(self, values: Mapping[str, float]) -> None:
+        import mlflow
+
+        mlflow.log_metrics(dict(values), run_id=self.run_id)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        import mlflow
+
+        with _active(self.run_id):
+            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_figure(self, figure: Figure, path: str) -> None:
+        self.client.log_figure(self.run_id, figure, path)
+
+    def log_dict(self, data: Mapping[str, Any], path: str) -> None:
+        self.client.log_dict(self.run_id, dict(data), path)
+
+    def log_text(self, text: str, path: str) -> None:
+        self.client.log_text(self.run_id, text, path)
+
+    def log_dataset(self, frame: pd.DataFrame, *, name: str, source: str, digest: str) -> None:
+        """The dataset's schema, digest and profile (never its rows) as a run input."""
+        import mlflow
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        origin: Any = source
+        if not Path(source).exists():  # generated data (the simulator): describe, don't point
+            origin = CodeDatasetSource(tags={"mlflow.source.name": source})
+        dataset = mlflow.data.from_pandas(frame, source=origin, name=name, digest=digest)
+        with _active(self.run_id):
+            mlflow.log_input(dataset, context="training")
+
+    @contextmanager
+    def child(self, name: str) -> Iterator[JobRun]:
+        """A nested run (one per model family)."""
+        import mlflow
+
+        with (
+            _active(self.run_id),
+            mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=True) as run,
+        ):
+            yield JobRun(run.info.run_id, self.task, self.client, self.experiment_id)
+
+    def log_and_register(
+        self, predictor: Predictor, input_example: pd.DataFrame
+    ) -> RegisteredVersion:
+        """Log the whole fitted predictor as an MLflow model and register it.
+
+        The first version of a model gets alias ``champion``; later ones ``challenger``
+        (promotion is the retraining gate's decision).
+        """
+        import joblib
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from metapredict.registry.pyfunc import MetapredictPyfunc
+
+        name = model_name(self.task)
+        example_output = predictor.predict(input_example)
+        signature = infer_signature(input_example, example_output)
+        _make_optional(signature, predictor)
+        with tempfile.TemporaryDirectory(prefix="metapredict-log-") as tmp:
+            path = Path(tmp) / PREDICTOR_FILE
+            joblib.dump(predictor, path)
+            with _active(self.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=MetapredictPyfunc(),
+                    artifacts={PREDICTOR_ARTIFACT: str(path)},
+                    signature=signature,
+                    input_example=input_example,
+                    pip_requirements=pip_requirements(),
+                    registered_model_name=name,
+                    metadata={"schema_version": predictor.schema_version, "task": self.task},
+                )
+        version = str(info.registered_model_version)
+        client = self.client
+        try:
+            client.get_model_version_by_alias(name, CHAMPION)  # type: ignore[attr-defined]
+            alias = CHALLENGER
+        except Exception:
+            alias = CHAMPION
+        client.set_registered_model_alias(name, alias, version)  # type: ignore[attr-defined]
+        client.set_model_version_tag(  # type: ignore[attr-defined]
+            name, version, "schema_version", predictor.schema_version
+        )
+        logger.info("registered %s version %s as @%s", name, version, alias)
+        return RegisteredVersion(name, version, alias, self.run_id, f"models:/{name}/{version}")
+
+
+def _make_optional(signature: Any, predictor: Predictor) -> None:
+    """Optional extras may be absent from a request: mark them not required in the signature."""
+    from metapredict import schema
+
+    optional = set(schema.extra_columns())
+    for spec in signature.inputs.inputs:
+        if spec.name in optional:
+            spec._required = False
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)[:6000]
+    return str(value)
+
+
+@contextmanager
+def _active(run_id: str) -> Iterator[None]:
+    """Make ``run_id`` the active run for fluent calls that take no run id."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    with mlflow.start_run(run_id=run_id, nested=active is not None):
+        yield
+
+
+@contextmanager
+def start_job_run(
+    task: str,
+    *,
+    run_name: str,
+    tags: Mapping[str, Any],
+    settings: StoreSettings | None = None,
+) -> Iterator[JobRun]:
+    """The parent run of a training job in the experiment named after the task."""
+    import mlflow
+
+    client, _, root = connect(settings)
+    exp = experiment_id(client, task, root)
+    with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
+        job = JobRun(run.info.run_id, task, client, exp)
+        job.set_tags({**tags, "git_commit": git_commit()})
+        yield job

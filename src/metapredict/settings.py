@@ -1,0 +1,45 @@
+"""Where the MLflow store lives. Built in functions (never at import) and injected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def project_root() -> Path:
+    """The checkout holding pyproject.toml (editable install), else the working directory."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "metapredict").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{project_root() / 'mlruns' / 'mlflow.db'}"
+
+
+class StoreSettings(BaseSettings):
+    """``METAPREDICT_TRACKING_URI`` (default ``sqlite:///<repo>/mlruns/mlflow.db``) and the
+    artifact root (default ``<repo>/mlruns/artifacts``, or beside a SQLite file store)."""
+
+    model_config = SettingsConfigDict(env_prefix="METAPREDICT_", extra="ignore")
+
+    tracking_uri: str = ""
+    artifact_root: str = ""
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or default_tracking_uri()
+
+    def resolved_artifact_root(self) -> Path:
+        if self.artifact_root:
+            return Path(self.artifact_root)
+        uri = self.resolved_tracking_uri()
+        if uri.startswith("sqlite:///"):
+            return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+        return project_root() / "mlruns" / "artifacts"
+
+
+def get_store_settings() -> StoreSettings:
+    return StoreSettings()

@@ -1,0 +1,99 @@
+"""Training configuration: TOML files (``training/configs/*.toml``) parsed into pydantic models."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["tropism", "dormancy"]
+TASKS: tuple[Task, ...] = ("tropism", "dormancy")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    simulate_patients: Annotated[int, Field(gt=100)] = 20_000
+    simulate_seed: int = 7
+    test_size: Annotated[float, Field(gt=0.05, lt=0.5)] = 0.2
+
+
+class CVConfig(_Strict):
+    folds: Annotated[int, Field(ge=2, le=20)] = 5
+
+
+class LightGBMConfig(_Strict):
+    n_estimators: Annotated[int, Field(ge=1, le=10_000)] = 400
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.02
+    num_leaves: Annotated[int, Field(ge=2, le=1024)] = 3
+    min_child_samples: Annotated[int, Field(ge=1)] = 50
+    subsample: Annotated[float, Field(gt=0, le=1)] = 0.8
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 0.8
+    reg_lambda: Annotated[float, Field(ge=0)] = 5.0
+    n_jobs: Annotated[int, Field(ge=1)] = 2
+
+
+class TropismModelConfig(LightGBMConfig):
+    balance: bool = True
+    calibration: Literal["auto", "sigmoid", "none"] = "auto"
+    calibration_folds: Annotated[int, Field(ge=2, le=10)] = 3
+
+
+class DormancyModelConfig(LightGBMConfig):
+    interval_months: Annotated[float, Field(gt=0)] = 6.0
+    max_months: Annotated[float, Field(gt=0)] = 180.0
+
+
+class LogisticConfig(_Strict):
+    C: Annotated[float, Field(gt=0)] = 1.0
+
+
+class CoxConfig(_Strict):
+    alpha: Annotated[float, Field(ge=0)] = 1.0
+
+
+class TropismConfig(_Strict):
+    task: Literal["tropism"] = "tropism"
+    seed: int = 7
+    data: DataConfig = DataConfig()
+    cv: CVConfig = CVConfig()
+    model: TropismModelConfig = TropismModelConfig()
+    baseline: LogisticConfig = LogisticConfig()
+
+
+class DormancyConfig(_Strict):
+    task: Literal["dormancy"] = "dormancy"
+    seed: int = 7
+    data: DataConfig = DataConfig()
+    cv: CVConfig = CVConfig()
+    model: DormancyModelConfig = DormancyModelConfig(
+        n_estimators=300, learning_rate=0.05, num_leaves=7, min_child_samples=300, reg_lambda=10.0
+    )
+    baseline: CoxConfig = CoxConfig()
+
+
+TrainingConfig = TropismConfig | DormancyConfig
+
+
+def default_config_path(task: Task) -> Path:
+    """The packaged ``training/configs/<task>.toml``."""
+    return Path(str(resources.files("training") / "configs" / f"{task}.toml"))
+
+
+def load_training_config(task: Task, path: Path | None = None) -> TrainingConfig:
+    """Parse ``path`` (default: the packaged config) for ``task``; unknown keys are errors."""
+    path = path or default_config_path(task)
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    raw.setdefault("task", task)
+    if raw["task"] != task:
+        raise ValueError(f"{path} configures task '{raw['task']}', not '{task}'")
+    model: type[TropismConfig] | type[DormancyConfig] = (
+        TropismConfig if task == "tropism" else DormancyConfig
+    )
+    return model.model_validate(raw)
