@@ -80,13 +80,26 @@ def load_cohort(data: Path | None, config: TrainingConfig) -> LoadedCohort:
         frame = read_table(data)
         tags = {"data_source": str(data.resolve())}
         source = str(data.resolve())
-        model = (
-            schema.SimulatedCohort
-            if all(c in frame.columns for c in schema.oracle_columns())
-            else schema.Cohort
-        )
+        model = _cohort_model(frame)
     validated = schema.validate(frame, model)
     return LoadedCohort(validated, source, frame_digest(validated), tags)
+
+
+def _cohort_model(frame: pd.DataFrame) -> Any:
+    """Simulated (oracle columns present), absolute (LM22 rows not summing to 1) or relative.
+
+    The models see centred log-ratios, which are the same for absolute scores and relative
+    fractions of a sample, so a model trained on either serves relative fractions.
+    """
+    if all(c in frame.columns for c in schema.oracle_columns()):
+        return schema.SimulatedCohort
+    lm22 = [c for c in schema.lm22_columns() if c in frame.columns]
+    if len(lm22) == len(schema.lm22_columns()):
+        sums = frame[lm22].apply(pd.to_numeric, errors="coerce").sum(axis=1)
+        if ((sums - 1.0).abs() > schema.FRACTION_SUM_TOLERANCE).mean() > 0.5:
+            logger.info("LM22 columns do not sum to 1: validating as CIBERSORTx absolute mode")
+            return schema.AbsoluteCohort
+    return schema.Cohort
 
 
 def _estimators(config: TrainingConfig) -> dict[str, Callable[[], Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,8 +22,9 @@ def default_tracking_uri() -> str:
 
 
 class StoreSettings(BaseSettings):
-    """``METAPREDICT_TRACKING_URI`` (default ``sqlite:///<repo>/mlruns/mlflow.db``) and the
-    artifact root (default ``<repo>/mlruns/artifacts``, or beside a SQLite file store)."""
+    """``METAPREDICT_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
+    ``sqlite:///<repo>/mlruns/mlflow.db``) and the artifact root (``METAPREDICT_ARTIFACT_ROOT``,
+    default ``artifacts/`` beside the SQLite file)."""
 
     model_config = SettingsConfigDict(env_prefix="METAPREDICT_", extra="ignore")
 
@@ -30,7 +32,8 @@ class StoreSettings(BaseSettings):
     artifact_root: str = ""
 
     def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or default_tracking_uri()
+        # Under `mlflow run`, MLflow passes its own store as MLFLOW_TRACKING_URI: use it too.
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
     def resolved_artifact_root(self) -> Path:
         if self.artifact_root:

@@ -28,7 +28,8 @@ def linear_preprocessor(n_features: int, categorical: tuple[int, ...]) -> Column
             (
                 "numeric",
                 make_pipeline(
-                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    StandardScaler(),
                 ),
                 numeric,
             ),
