@@ -1,0 +1,1 @@
+"""The HTTP prediction service (FastAPI): ``serving.app.create_app(settings)``."""

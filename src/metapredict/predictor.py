@@ -71,6 +71,21 @@ class Predictor:
             return self.estimator.contributions(X, num_threads=num_threads)
         return self.estimator.contributions(X, num_threads=num_threads)[:, None, :]
 
+    def predict_and_explain(
+        self, X: FloatArray, *, num_threads: int = 0
+    ) -> tuple[FloatArray, FloatArray]:
+        """Outputs and contributions together, as cheaply as possible.
+
+        For tropism the calibrated log-odds are the sums of the contributions, so each booster
+        runs once per row; for dormancy the hazard curve and the contributions at 60 months.
+        """
+        contributions = self.contributions_matrix(X, num_threads=num_threads)
+        if isinstance(self.estimator, TropismClassifier):
+            outputs: FloatArray = 1.0 / (1.0 + np.exp(-contributions.sum(axis=2)))
+        else:
+            outputs = self.estimator.predict_outputs(X, num_threads=num_threads)
+        return outputs, contributions
+
     def risk_group(self, risk_120: FloatArray) -> list[str]:
         if self.risk_cutoffs is None:
             raise ValueError("risk groups exist for the dormancy task only")

@@ -474,7 +474,7 @@ def _fmt(value: Any) -> str:
     return repr(value)
 
 
-def _rule_text(check: str, column: str | None) -> str:
+def rule_text(check: str, column: str | None) -> str:
     """Turn a pandera check identifier into words."""
     info: ColumnInfo | None = None
     if column is not None:
@@ -531,7 +531,7 @@ def _violations(err: SchemaErrors, frame: pd.DataFrame) -> list[Violation]:
             value = None
             if check == "lm22_fractions_sum_to_one" and row in frame.index:
                 value = float(frame.loc[row, list(lm22_columns())].sum())
-        out.append(Violation(row=row, column=column, rule=_rule_text(check, column), value=value))
+        out.append(Violation(row=row, column=column, rule=rule_text(check, column), value=value))
     return out
 
 

@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from metapredict.cli import cohort, deconvolve, simulate, train
+from metapredict.cli import cohort, deconvolve, serve, simulate, train
 
 app = typer.Typer(
     name="metapredict",
@@ -32,5 +32,6 @@ def _main(
 
 app.command(name="simulate")(simulate.simulate)
 app.command(name="train")(train.train)
+app.command(name="serve")(serve.serve)
 app.add_typer(cohort.app, name="cohort")
 app.command(name="deconvolve")(deconvolve.deconvolve)

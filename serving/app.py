@@ -1,0 +1,115 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from metapredict import __version__, schema
+from serving.model_store import Loader, ModelSet, ModelStore, VersionProbe
+from serving.routes import build_router
+from serving.settings import ServingSettings, get_serving_settings
+from serving.telemetry import MetricsMiddleware, Telemetry
+from serving.validation import RequestRejected
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Predicts, from the immune infiltrate of a primary tumour (CIBERSORT LM22 fractions, optional
+blood and signature covariates, cancer type, stage, age):
+
+* **organ tropism**: P(each distant organ is involved | distant relapse);
+* **dormancy / late relapse**: cumulative distant-relapse risk by 36, 60 and 120 months and
+  P(relapse in (60, 120] months | relapse-free at 60 months).
+
+Every answer names the model version and schema version that produced it.
+"""
+
+
+def _registry_loader(task: str, alias: str, settings: ServingSettings) -> Any:
+    from metapredict import registry
+
+    return registry.load(task, alias, settings)
+
+
+def _registry_probe(task: str, alias: str, settings: ServingSettings) -> str:
+    from metapredict import registry
+
+    return registry.current_version(task, alias, settings)
+
+
+def create_app(
+    settings: ServingSettings | None = None,
+    *,
+    loader: Loader | None = None,
+    version_probe: VersionProbe | None = None,
+) -> FastAPI:
+    """Build the service. ``loader`` / ``version_probe`` replace the registry in tests."""
+    settings = settings or get_serving_settings()
+    telemetry = Telemetry()
+
+    def on_change(models: ModelSet) -> None:
+        telemetry.set_models(dict(models.predictors))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("metapredict").setLevel(logging.INFO)
+        logging.getLogger("serving").setLevel(logging.INFO)
+        store = ModelStore(
+            settings,
+            loader=loader or _registry_loader,
+            version_probe=version_probe or _registry_probe,
+            on_change=on_change,
+        )
+        app.state.store = store
+        await asyncio.to_thread(store.load_initial)
+        poller = asyncio.create_task(store.poll_forever()) if settings.poll_seconds > 0 else None
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    app = FastAPI(
+        title="metapredict",
+        version=__version__,
+        description=DESCRIPTION + f"\nSchema version {schema.SCHEMA_VERSION}.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.telemetry = telemetry
+    app.include_router(build_router())
+    app.add_middleware(MetricsMiddleware, telemetry=telemetry)
+
+    @app.exception_handler(RequestRejected)
+    async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {
+                "patient": None,
+                "id": None,
+                "field": ".".join(str(p) for p in e.get("loc", ())[1:]) or None,
+                "rule": str(e.get("msg", "invalid")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"message": "invalid request", "detail": detail}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+        return JSONResponse({"message": "internal error; see the service log"}, status_code=500)
+
+    return app

@@ -1,0 +1,357 @@
+"""HTTP routes (contract in ../shared/design.md)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from metapredict import features, schema
+from metapredict.predictor import Predictor
+from serving import responses
+from serving.model_store import ModelStore
+from serving.request_model import example_patient, patient_model
+from serving.settings import ServingSettings
+from serving.telemetry import Telemetry
+from serving.validation import RequestRejected, parse_json, validate_patients
+
+#: Batches up to this size are predicted on the event loop with one LightGBM thread;
+#: larger ones go to the thread pool (LightGBM releases the GIL) with all threads.
+INLINE_ROWS = 32
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def get_store(request: Request) -> ModelStore:
+    store: ModelStore = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> ServingSettings:
+    settings: ServingSettings = request.app.state.settings
+    return settings
+
+
+def get_telemetry(request: Request) -> Telemetry:
+    telemetry: Telemetry = request.app.state.telemetry
+    return telemetry
+
+
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
+ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_api_key(settings: SettingsDep, x_api_key: ApiKeyHeader = None) -> None:
+    if settings.api_key is not None and not _same(x_api_key, settings.api_key.get_secret_value()):
+        raise RequestRejected(401, "missing or wrong X-API-Key")
+
+
+async def _read_json(request: Request, settings: ServingSettings) -> tuple[Any, bool]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise RequestRejected(413, f"request body larger than {settings.max_body_bytes} bytes")
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        raise RequestRejected(413, f"request body larger than {settings.max_body_bytes} bytes")
+    if not body:
+        raise RequestRejected(400, "empty request body: send a JSON object")
+    return parse_json(body)
+
+
+def _predictor(store: ModelStore, task: str) -> Predictor:
+    predictor = store.current.get(task)
+    if predictor is None:
+        raise RequestRejected(
+            503, f"no {task} model is loaded yet; train one: metapredict train {task}"
+        )
+    return predictor
+
+
+async def _predict(predictor: Predictor, records: list[dict[str, Any]]) -> tuple[Any, Any]:
+    X = features.encode_records(records)
+    if len(records) <= INLINE_ROWS:
+        return predictor.predict_and_explain(X, num_threads=1)
+    return await run_in_threadpool(predictor.predict_and_explain, X)
+
+
+def _patients_schema() -> dict[str, Any]:
+    patient = patient_model().model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["patients"],
+                        "additionalProperties": False,
+                        "properties": {"patients": {"type": "array", "items": patient}},
+                    },
+                    "example": {"patients": [example_patient()]},
+                }
+            },
+        }
+    }
+
+
+def _invocations_schema() -> dict[str, Any]:
+    example = example_patient()
+    columns = list(schema.feature_columns())
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "examples": {
+                        "dataframe_split": {
+                            "value": {
+                                "dataframe_split": {
+                                    "columns": columns,
+                                    "data": [[example[c] for c in columns]],
+                                }
+                            }
+                        },
+                        "dataframe_records": {
+                            "value": {"dataframe_records": [{c: example[c] for c in columns}]}
+                        },
+                    },
+                }
+            },
+        }
+    }
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": responses.ErrorBody, "description": "missing or wrong API key"},
+    413: {"model": responses.ErrorBody, "description": "too many patients or body too large"},
+    422: {"model": responses.ErrorBody, "description": "each failing field and its rule"},
+    503: {"model": responses.ErrorBody, "description": "model not loaded yet"},
+}
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    predict_deps = [Depends(require_api_key)]
+
+    async def _patients(request: Request, store: ModelStore, settings: ServingSettings, task: str):  # type: ignore[no-untyped-def]
+        predictor = _predictor(store, task)
+        document, non_finite = await _read_json(request, settings)
+        if not isinstance(document, dict) or "patients" not in document:
+            raise RequestRejected(422, "the body must be a JSON object with a 'patients' list")
+        unknown = sorted(set(document) - {"patients"})
+        if unknown:
+            raise RequestRejected(422, f"unknown top-level fields: {', '.join(unknown)}")
+        records = validate_patients(
+            document["patients"],
+            max_patients=settings.max_patients,
+            pandera_batch_rows=settings.pandera_batch_rows,
+            has_non_finite=non_finite,
+        )
+        outputs, contributions = await _predict(predictor, records)
+        request.app.state.telemetry.predictions.labels(task).inc(len(records))
+        return predictor, records, outputs, contributions
+
+    @router.post(
+        "/v1/predict/tropism",
+        tags=["predict"],
+        summary="Organ tropism: P(each organ involved | distant relapse)",
+        response_class=JSONBytes,
+        responses={200: {"model": responses.TropismResponse}, **_ERRORS},
+        openapi_extra=_patients_schema(),
+        dependencies=predict_deps,
+    )
+    async def predict_tropism(
+        request: Request, store: StoreDep, settings: SettingsDep
+    ) -> JSONBytes:
+        predictor, records, proba, contrib = await _patients(request, store, settings, "tropism")
+        return JSONBytes(
+            {
+                "model": responses.model_meta(predictor),
+                "schema_version": predictor.schema_version,
+                "patients": responses.tropism_patients(
+                    predictor, records, proba, contrib, settings.top_features
+                ),
+            }
+        )
+
+    @router.post(
+        "/v1/predict/dormancy",
+        tags=["predict"],
+        summary="Dormancy: cumulative and late distant-relapse risk",
+        response_class=JSONBytes,
+        responses={200: {"model": responses.DormancyResponse}, **_ERRORS},
+        openapi_extra=_patients_schema(),
+        dependencies=predict_deps,
+    )
+    async def predict_dormancy(
+        request: Request, store: StoreDep, settings: SettingsDep
+    ) -> JSONBytes:
+        predictor, records, outputs, contrib = await _patients(request, store, settings, "dormancy")
+        return JSONBytes(
+            {
+                "model": responses.model_meta(predictor),
+                "schema_version": predictor.schema_version,
+                "patients": responses.dormancy_patients(
+                    predictor, records, outputs, contrib, settings.top_features
+                ),
+            }
+        )
+
+    @router.post(
+        "/invocations",
+        tags=["mlflow"],
+        summary="MLflow scoring protocol (dataframe_split / dataframe_records)",
+        description=(
+            "Drop-in for `mlflow models serve`: the same body, the same "
+            '`{"predictions": [...]}` answer (one record per patient: site probabilities, or '
+            "risk_36, risk_60, risk_120 and late_relapse). Choose the model with `?task=` "
+            "(default tropism)."
+        ),
+        response_class=JSONBytes,
+        responses=_ERRORS,
+        openapi_extra=_invocations_schema(),
+        dependencies=predict_deps,
+    )
+    async def invocations(
+        request: Request,
+        store: StoreDep,
+        settings: SettingsDep,
+        task: Annotated[Literal["tropism", "dormancy"], Query()] = "tropism",
+    ) -> JSONBytes:
+        predictor = _predictor(store, task)
+        document, non_finite = await _read_json(request, settings)
+        rows = _mlflow_rows(document)
+        records = validate_patients(
+            rows,
+            max_patients=settings.max_patients,
+            pandera_batch_rows=settings.pandera_batch_rows,
+            has_non_finite=non_finite,
+        )
+        X = features.encode_records(records)
+        if len(records) <= INLINE_ROWS:
+            outputs = predictor.predict_matrix(X, num_threads=1)
+        else:
+            outputs = await run_in_threadpool(predictor.predict_matrix, X)
+        request.app.state.telemetry.predictions.labels(task).inc(len(records))
+        names = predictor.output_names
+        return JSONBytes(
+            {"predictions": [dict(zip(names, row.tolist(), strict=True)) for row in outputs]}
+        )
+
+    @router.get("/v1/models", tags=["service"], summary="Loaded models and last reload results")
+    async def models(store: StoreDep) -> dict[str, Any]:
+        current = store.current
+        out: dict[str, Any] = {"schema_version": schema.SCHEMA_VERSION, "models": {}}
+        for task in store.settings.tasks:
+            p = current.get(task)
+            reload = store.last_reload.get(task)
+            out["models"][task] = {
+                "loaded": p is not None,
+                **(responses.model_meta(p) if p is not None else {}),
+                "schema_version": p.schema_version if p is not None else None,
+                "training_metrics": _headline(p.info.metrics) if p is not None else {},
+                "last_reload": reload.as_dict() if reload is not None else None,
+            }
+        return out
+
+    @router.get("/health/live", tags=["service"], summary="The process is up")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get(
+        "/health/ready",
+        tags=["service"],
+        summary="200 once every task's model is loaded, else 503",
+        responses={503: {"description": "not ready"}},
+    )
+    async def ready(store: StoreDep) -> Response:
+        missing = [t for t in store.settings.tasks if store.current.get(t) is None]
+        if missing:
+            return JSONBytes({"status": "loading", "missing": missing}, status_code=503)
+        return JSONBytes({"status": "ready"})
+
+    @router.get("/metrics", tags=["service"], summary="Prometheus metrics")
+    async def prometheus(telemetry: TelemetryDep) -> Response:
+        return Response(telemetry.render(), media_type="text/plain; version=0.0.4")
+
+    @router.post(
+        "/v1/admin/reload",
+        tags=["service"],
+        summary="Look for a new champion now (needs the admin X-API-Key)",
+        responses={403: {"model": responses.ErrorBody}, 401: {"model": responses.ErrorBody}},
+    )
+    async def reload(
+        store: StoreDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None
+    ) -> dict[str, Any]:
+        if settings.admin_api_key is None:
+            raise RequestRejected(403, "reload is disabled: set METAPREDICT_ADMIN_API_KEY")
+        if not _same(x_api_key, settings.admin_api_key.get_secret_value()):
+            raise RequestRejected(401, "missing or wrong X-API-Key")
+        results = await store.reload()
+        return {"results": [r.as_dict() for r in results]}
+
+    return router
+
+
+HEADLINE_METRICS = (
+    "cv_macro_auroc",
+    "test_macro_auroc",
+    "test_macro_auprc",
+    "test_macro_brier",
+    "test_macro_calibration_error",
+    "test_macro_auroc_ratio_to_oracle",
+    "cv_harrell_c",
+    "test_harrell_c",
+    "test_uno_c",
+    "test_td_auc_36",
+    "test_td_auc_60",
+    "test_td_auc_120",
+    "test_integrated_brier",
+    "test_harrell_c_ratio_to_oracle",
+)
+
+
+def _headline(values: dict[str, float]) -> dict[str, float]:
+    return {k: values[k] for k in HEADLINE_METRICS if k in values}
+
+
+def _mlflow_rows(document: Any) -> list[Any]:
+    """Rows of an MLflow scoring request (dataframe_split or dataframe_records)."""
+    if not isinstance(document, dict):
+        raise RequestRejected(422, "the body must be a JSON object")
+    if "dataframe_records" in document:
+        rows = document["dataframe_records"]
+        if not isinstance(rows, list):
+            raise RequestRejected(422, "'dataframe_records' must be a list of objects")
+        return rows
+    if "dataframe_split" in document:
+        split = document["dataframe_split"]
+        if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
+            raise RequestRejected(422, "'dataframe_split' needs 'columns' and 'data'")
+        columns, data = split["columns"], split.get("data")
+        if not isinstance(data, list) or not all(
+            isinstance(r, list) and len(r) == len(columns) for r in data
+        ):
+            raise RequestRejected(
+                422, "'dataframe_split.data' must be a list of rows as long as 'columns'"
+            )
+        return [dict(zip(columns, r, strict=True)) for r in data]
+    raise RequestRejected(
+        422, "expected 'dataframe_split' or 'dataframe_records' (MLflow scoring protocol)"
+    )

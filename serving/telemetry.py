@@ -1,0 +1,81 @@
+"""Prometheus metrics of one app instance (its own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from metapredict.predictor import Predictor
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "metapredict_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "metapredict_http_request_duration_seconds",
+            "Request latency by route template and status",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "metapredict_predictions",
+            "Patients predicted, by task",
+            ["task"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "metapredict_model_info",
+            "The model serving each task (value 1)",
+            ["task", "name", "version", "alias", "schema_version"],
+            registry=self.registry,
+        )
+
+    def set_models(self, predictors: dict[str, Predictor]) -> None:
+        self.model_info.clear()
+        for task, p in predictors.items():
+            self.model_info.labels(
+                task, p.info.name, p.info.version, p.info.alias, p.schema_version
+            ).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts and times every HTTP request by its route template."""
+
+    def __init__(self, app: Any, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            labels = (template, scope.get("method", ""), str(status["code"]))
+            self.telemetry.requests.labels(*labels).inc()
+            self.telemetry.latency.labels(*labels).observe(time.perf_counter() - started)

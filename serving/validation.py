@@ -1,0 +1,192 @@
+"""Turning a request body into validated patient records, or a list of what is wrong.
+
+Two validators, one verdict: small requests are checked row by row with the pydantic model
+generated from the pandera schema (microseconds per row); batches of at least
+``pandera_batch_rows`` patients are checked with the pandera schema itself in one pass. Both
+report each failing field of each patient with the rule it broke, in the schema's words.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import pandas as pd
+from pydantic import ValidationError
+
+from metapredict import schema
+from serving.request_model import ID_FIELD, patient_model
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule: which patient (position in the request), its id, which field, why."""
+
+    patient: int | None
+    id: str | None
+    field: str | None
+    rule: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestRejected(Exception):
+    """The request cannot be served; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = list(errors)
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message": self.message}
+        if self.errors:
+            out["detail"] = [e.as_dict() for e in self.errors]
+        return out
+
+
+NON_FINITE = "must be a finite number (not NaN or Infinity)"
+
+
+def parse_json(body: bytes) -> tuple[Any, bool]:
+    """(document, whether it contains NaN/Infinity tokens). Malformed JSON is a 400."""
+    try:
+        return orjson.loads(body), False
+    except orjson.JSONDecodeError:
+        pass
+    try:  # the standard library accepts NaN / Infinity, which we then refuse per field
+        return json.loads(body), True
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestRejected(400, f"malformed JSON: {err}") from err
+
+
+def _rule_from_pydantic(err: Any) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    field = str(err["loc"][0]) if err["loc"] else None
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field the schema knows"
+    if kind == "less_than_equal":
+        return schema.rule_text(f"less_than_or_equal_to({ctx['le']})", field)
+    if kind == "greater_than_equal":
+        return schema.rule_text(f"greater_than_or_equal_to({ctx['ge']})", field)
+    if kind == "literal_error":
+        return schema.rule_text("isin()", field)
+    if kind == "finite_number":
+        return NON_FINITE
+    if kind in {"float_parsing", "float_type"}:
+        return "must be a number"
+    if kind in {"string_type", "string_too_long"}:
+        return "must be a string" if kind == "string_type" else "is too long"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _patient_id(row: Any) -> str | None:
+    if isinstance(row, dict):
+        value = row.get(ID_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _validate_rows_pydantic(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    model = patient_model()
+    records: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append(FieldError(i, None, None, "each patient must be a JSON object"))
+            continue
+        try:
+            records.append(model.model_validate(row).model_dump())
+        except ValidationError as err:
+            for e in err.errors():
+                field = str(e["loc"][0]) if e["loc"] else None
+                errors.append(FieldError(i, _patient_id(row), field, _rule_from_pydantic(e)))
+    if errors:
+        raise RequestRejected(422, _summary(errors), errors)
+    return records
+
+
+def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[dict[str, Any]]:
+    errors: list[FieldError] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append(FieldError(i, None, None, "each patient must be a JSON object"))
+    if errors:
+        raise RequestRejected(422, _summary(errors), errors)
+    numeric = [c.name for c in schema.columns(schema.Features) if c.allowed is None]
+    if has_non_finite:
+        for i, row in enumerate(rows):
+            for name in numeric:
+                v = row.get(name)
+                if isinstance(v, float) and not math.isfinite(v):
+                    errors.append(FieldError(i, _patient_id(row), name, NON_FINITE))
+    frame = pd.DataFrame.from_records(list(rows))
+    for name in numeric:
+        if name not in frame.columns:
+            continue
+        raw = frame[name]
+        converted = pd.to_numeric(raw, errors="coerce")
+        bad = converted.isna() & raw.notna()
+        for i in bad[bad].index:
+            errors.append(FieldError(int(i), _patient_id(rows[i]), name, "must be a number"))
+        frame[name] = converted.astype(float)
+    categorical = [c.name for c in schema.columns(schema.Features) if c.allowed is not None]
+    for name in categorical:
+        if name in frame.columns:
+            frame[name] = frame[name].astype(object)
+    if ID_FIELD in frame.columns:
+        ids = frame[ID_FIELD]
+        bad_id = ids.notna() & ~ids.map(lambda v: isinstance(v, str))
+        for i in bad_id[bad_id].index:
+            errors.append(FieldError(int(i), None, ID_FIELD, "must be a string"))
+    if errors:
+        raise RequestRejected(422, _summary(errors), errors)
+    try:
+        schema.validate(frame, schema.Features, extra_columns_allowed=(ID_FIELD,))
+    except schema.CohortValidationError as err:
+        for v in err.violations:
+            row = int(v.row) if v.row is not None else None
+            pid = _patient_id(rows[row]) if row is not None else None
+            rule = "is required" if v.rule.startswith("is a required column") else v.rule
+            errors.append(FieldError(row, pid, v.column, rule))
+        raise RequestRejected(422, _summary(errors), errors) from err
+    records: list[dict[str, Any]] = []
+    for row in rows:
+        record = {c: row.get(c) for c in schema.feature_columns()}
+        record[ID_FIELD] = row.get(ID_FIELD)
+        records.append(record)
+    return records
+
+
+def validate_patients(
+    rows: Any, *, max_patients: int, pandera_batch_rows: int, has_non_finite: bool = False
+) -> list[dict[str, Any]]:
+    """Validated records (dicts by schema column, plus ``id``); else :class:`RequestRejected`."""
+    if not isinstance(rows, list):
+        raise RequestRejected(422, "'patients' must be a list of patient objects")
+    if not rows:
+        raise RequestRejected(422, "'patients' must contain at least one patient")
+    if len(rows) > max_patients:
+        raise RequestRejected(
+            413, f"{len(rows)} patients in one request; the maximum is {max_patients}"
+        )
+    if len(rows) >= pandera_batch_rows:
+        return _validate_rows_pandera(rows, has_non_finite)
+    return _validate_rows_pydantic(rows)
+
+
+def _summary(errors: Sequence[FieldError]) -> str:
+    patients = {e.patient for e in errors if e.patient is not None}
+    n = len(errors)
+    return (
+        f"{n} problem{'s' if n != 1 else ''} in {len(patients)} "
+        f"patient{'s' if len(patients) != 1 else ''}; see 'detail'"
+    )
