@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := data/demo
 DEMO_PATIENTS ?= 5000
 DEMO_SEED ?= 0
+DEMO_PORT ?= 8000
 
 .PHONY: env demo test lint typecheck bench ui clean lock
 
@@ -17,9 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
+# Simulate a cohort to look at, train and register both models (once), then serve them.
 demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
 	$(BIN)/metapredict simulate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --out $(DEMO_DIR)/cohort.parquet
+	$(BIN)/metapredict train tropism --if-missing
+	$(BIN)/metapredict train dormancy --if-missing
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/metapredict serve --host 127.0.0.1 --port $(DEMO_PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -501,10 +501,7 @@ def rule_text(check: str, column: str | None) -> str:
     if check.startswith("coerce_dtype("):
         return f"cannot be converted to {check[13:-1]}"
     if check == "lm22_fractions_sum_to_one":
-        return (
-            f"the 22 LM22 fractions must sum to 1 (within {FRACTION_SUM_TOLERANCE}); "
-            "use absolute mode for CIBERSORTx absolute scores"
-        )
+        return f"the 22 LM22 fractions must sum to 1 (within {FRACTION_SUM_TOLERANCE})"
     if check == "no_site_without_distant_relapse":
         return "a metastatic site is marked but distant_relapse is false"
     return check
@@ -531,6 +528,9 @@ def _violations(err: SchemaErrors, frame: pd.DataFrame) -> list[Violation]:
             value = None
             if check == "lm22_fractions_sum_to_one" and row in frame.index:
                 value = float(frame.loc[row, list(lm22_columns())].sum())
+                rule = rule_text(check, None) + "; use absolute mode for CIBERSORTx absolute scores"
+                out.append(Violation(row=row, column=None, rule=rule, value=value))
+                continue
         out.append(Violation(row=row, column=column, rule=rule_text(check, column), value=value))
     return out
 

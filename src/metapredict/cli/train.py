@@ -33,13 +33,28 @@ def train(
         exists=True,
         dir_okay=False,
     ),
+    if_missing: bool = typer.Option(
+        False, "--if-missing", help="Do nothing when the task already has a champion."
+    ),
 ) -> None:
     """Train the LightGBM model and its baseline with K-fold CV, log them to MLflow, register."""
+    from metapredict import registry
     from metapredict.pipeline import run_training
     from metapredict.schema import CohortValidationError
     from metapredict.training_config import load_training_config
 
     console = Console(stderr=True)
+    if if_missing:
+        try:
+            version = registry.current_version(task, registry.CHAMPION)
+        except registry.ModelNotFoundError:
+            pass
+        else:
+            console.print(
+                f"{registry.model_name(task)} already has a champion (version {version}); "
+                "not training (drop --if-missing to train a new version)"
+            )
+            return
     try:
         cfg = load_training_config(task, config)
     except ValueError as err:

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metapredict.metrics import HORIZONS
 from metapredict.models.boosting import booster_params, train_booster
+from metapredict.models.fast_rows import CONTRIB, NORMAL, FastRowCache, fast_rows
 
 FloatArray = NDArray[np.float64]
 
@@ -105,6 +106,13 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
     def _n_intervals(self) -> int:
         return round(self.max_months / self.interval_months)
 
+    def _row_cache(self) -> FastRowCache:
+        """Fast single-row predictors, built on first use (never pickled)."""
+        cache: FastRowCache | None = self.__dict__.get("_rows")
+        if cache is None:
+            cache = self._rows = FastRowCache()
+        return cache
+
     def fit(self, X: ArrayLike, y: Any) -> Self:
         for h in (*HORIZONS, LATE_FROM, LATE_TO):
             if abs(h / self.interval_months - round(h / self.interval_months)) > 1e-9:
@@ -134,6 +142,12 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         self.n_person_periods_ = int(rows.shape[0])
         return self
 
+    def _validated(self, X: ArrayLike) -> FloatArray:
+        arr: FloatArray = validate_data(
+            self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64
+        )
+        return arr
+
     def _expand(self, X: FloatArray, n_intervals: int) -> FloatArray:
         n, f = X.shape
         rows = np.empty((n * n_intervals, f + 1))
@@ -146,9 +160,15 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
     ) -> FloatArray:
         """Per-interval hazard, (n, intervals) up to ``upto_months`` (default: max)."""
         check_is_fitted(self, "booster_")
-        arr = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        small = fast_rows(X, self.n_features_in_)
+        arr = small if small is not None else self._validated(X)
         k = self._n_intervals if upto_months is None else round(upto_months / self.interval_months)
-        h = self.booster_.predict(self._expand(arr, k), num_threads=num_threads)
+        rows = self._expand(arr, k)
+        if small is not None:
+            fast = self._row_cache().get(0, self.booster_, NORMAL, rows.shape[1])
+            h = np.array([fast(row)[0] for row in rows])
+        else:
+            h = self.booster_.predict(rows, num_threads=num_threads)
         result: FloatArray = np.asarray(h).reshape(arr.shape[0], k)
         return result
 
@@ -182,13 +202,18 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         Shape (n, n_features + 1); the last entry is the bias (which absorbs the time term).
         """
         check_is_fitted(self, "booster_")
-        arr = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        small = fast_rows(X, self.n_features_in_)
+        arr = small if small is not None else self._validated(X)
         rows = np.empty((arr.shape[0], arr.shape[1] + 1))
         rows[:, :-1] = arr
         rows[:, -1] = at_months
-        contrib = np.asarray(
-            self.booster_.predict(rows, pred_contrib=True, num_threads=num_threads)
-        )
+        if small is not None:
+            fast = self._row_cache().get(0, self.booster_, CONTRIB, rows.shape[1])
+            contrib = np.array([fast(row).copy() for row in rows])
+        else:
+            contrib = np.asarray(
+                self.booster_.predict(rows, pred_contrib=True, num_threads=num_threads)
+            )
         out = np.empty((arr.shape[0], arr.shape[1] + 1))
         out[:, :-1] = contrib[:, :-2]
         out[:, -1] = contrib[:, -2] + contrib[:, -1]

@@ -9,11 +9,32 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold
+from sklearn.utils import Tags
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metapredict.models.boosting import Platt, booster_params, choose_calibration, train_booster
+from metapredict.models.fast_rows import CONTRIB, RAW, FastRowCache, fast_rows
 
 FloatArray = NDArray[np.float64]
+
+
+def _site_labels(y: ArrayLike) -> NDArray[np.bool_]:
+    """0/1 or boolean labels, one column per site, as an (n, sites) bool matrix."""
+    Y = np.asarray(y)
+    kind = type_of_target(Y, input_name="y", raise_unknown=True)
+    if kind not in {"binary", "multilabel-indicator"}:
+        raise ValueError(
+            "Only binary classification is supported (one 0/1 or boolean column per site); "
+            f"the target is {kind}"
+        )
+    if Y.dtype.kind not in "biuf" or not np.isin(Y, (0, 1)).all():
+        raise ValueError(
+            "TropismClassifier expects 0/1 or boolean site labels; got labels "
+            f"{np.unique(Y).tolist()}"
+        )
+    Y = Y.astype(bool)
+    return Y.reshape(-1, 1) if Y.ndim == 1 else Y
 
 
 class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -57,6 +78,14 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # LightGBM routes missing values natively
+        tags.target_tags.multi_output = True
+        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_label = True
+        return tags
+
     def _params(self, y: NDArray[np.bool_]) -> dict[str, Any]:
         pos = max(int(y.sum()), 1)
         weight = float(np.sqrt((y.size - pos) / pos)) if self.balance else 1.0
@@ -72,15 +101,26 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             scale_pos_weight=max(weight, 1.0),
         )
 
+    def _row_cache(self) -> FastRowCache:
+        """Fast single-row predictors, built on first use (never pickled)."""
+        cache: FastRowCache | None = self.__dict__.get("_rows")
+        if cache is None:
+            cache = self._rows = FastRowCache()
+        return cache
+
     def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         if self.calibration not in {"auto", "sigmoid", "none"}:
             raise ValueError("calibration must be 'auto', 'sigmoid' or 'none'")
         X_arr, Y = validate_data(
-            self, X, y, multi_output=True, ensure_all_finite="allow-nan", dtype=np.float64
+            self,
+            X,
+            y,
+            multi_output=True,
+            ensure_all_finite="allow-nan",
+            ensure_min_samples=2,
+            dtype=np.float64,
         )
-        Y = np.asarray(Y).astype(bool)
-        if Y.ndim == 1:
-            Y = Y.reshape(-1, 1)
+        Y = _site_labels(Y)
         self.n_outputs_ = Y.shape[1]
         self.classes_ = [np.array([False, True])] * self.n_outputs_
         self.boosters_: list[lgb.Booster] = []
@@ -108,6 +148,20 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self.calibrators_.append(calibrator)
         return self
 
+    def _fast(self, X: ArrayLike, predict_type: int) -> FloatArray | None:
+        """Per-row fast path for small batches (the HTTP request path)."""
+        check_is_fitted(self, "boosters_")
+        arr = fast_rows(X, self.n_features_in_)
+        if arr is None:
+            return None
+        width = arr.shape[1] + 1 if predict_type == CONTRIB else 1
+        out = np.empty((arr.shape[0], self.n_outputs_, width))
+        for k, booster in enumerate(self.boosters_):
+            fast = self._row_cache().get(k, booster, predict_type, arr.shape[1])
+            for i in range(arr.shape[0]):
+                out[i, k, :] = fast(arr[i])
+        return out
+
     def _check(self, X: ArrayLike) -> FloatArray:
         check_is_fitted(self, "boosters_")
         arr: FloatArray = validate_data(
@@ -117,6 +171,12 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def margins(self, X: ArrayLike, *, num_threads: int = 0) -> FloatArray:
         """Calibrated log-odds per site, (n, sites)."""
+        fast = self._fast(X, RAW)
+        if fast is not None:
+            slopes = np.array([c.slope for c in self.calibrators_])
+            intercepts = np.array([c.intercept for c in self.calibrators_])
+            result: FloatArray = fast[:, :, 0] * slopes + intercepts
+            return result
         arr = self._check(X)
         out = np.empty((arr.shape[0], self.n_outputs_))
         for k, (b, cal) in enumerate(zip(self.boosters_, self.calibrators_, strict=True)):
@@ -137,6 +197,12 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         Shape (n, sites, n_features + 1); the last entry is the bias. Each row sums to the
         site's calibrated log-odds.
         """
+        fast = self._fast(X, CONTRIB)
+        if fast is not None:
+            for k, cal in enumerate(self.calibrators_):
+                fast[:, k, :] *= cal.slope
+                fast[:, k, -1] += cal.intercept
+            return fast
         arr = self._check(X)
         out = np.empty((arr.shape[0], self.n_outputs_, arr.shape[1] + 1))
         for k, (b, cal) in enumerate(zip(self.boosters_, self.calibrators_, strict=True)):
