@@ -31,12 +31,12 @@ class _PatientBase(BaseModel):
 def _field(info: schema.ColumnInfo) -> tuple[Any, Any]:
     description = info.description + (f" ({info.unit})" if info.unit else "")
     if info.allowed is not None:
-        annotation: Any = Literal[info.allowed]  # type: ignore[valid-type]
+        annotation: Any = Literal[info.allowed]
         return annotation, Field(..., description=description)
-    bounds = {"ge": info.minimum, "le": info.maximum}
+    lo, hi = info.minimum, info.maximum
     if info.nullable:
-        return float | None, Field(None, description=description, **bounds)
-    return float, Field(..., description=description, **bounds)
+        return float | None, Field(None, description=description, ge=lo, le=hi)
+    return float, Field(..., description=description, ge=lo, le=hi)
 
 
 @cache

@@ -191,10 +191,12 @@ def cross_validate(
 
 def oracle_prediction(task: Task, frame: pd.DataFrame) -> FloatArray:
     if task == "tropism":
-        return frame[[f"oracle_{c}" for c in schema.site_columns()]].to_numpy(dtype=float)
-    cols = [f"oracle_risk_{h}" for h in metrics.HORIZONS] + ["oracle_late_relapse"]
-    assert len(cols) == len(DORMANCY_OUTPUTS)
-    return frame[cols].to_numpy(dtype=float)
+        cols = [f"oracle_{c}" for c in schema.site_columns()]
+    else:
+        cols = [f"oracle_risk_{h}" for h in metrics.HORIZONS] + ["oracle_late_relapse"]
+        assert len(cols) == len(DORMANCY_OUTPUTS)
+    result: FloatArray = frame[cols].to_numpy(dtype=float)
+    return result
 
 
 def evaluate_oracle(data: TaskData) -> FamilyResult | None:

@@ -76,7 +76,10 @@ def tropism_metrics(
 def _structured(time: ArrayLike, event: ArrayLike) -> NDArray[np.void]:
     from sksurv.util import Surv
 
-    return Surv.from_arrays(event=np.asarray(event, dtype=bool), time=np.asarray(time, dtype=float))
+    result: NDArray[np.void] = Surv.from_arrays(
+        event=np.asarray(event, dtype=bool), time=np.asarray(time, dtype=float)
+    )
+    return result
 
 
 def harrell_c(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> float:

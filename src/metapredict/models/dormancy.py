@@ -168,7 +168,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             fast = self._row_cache().get(0, self.booster_, NORMAL, rows.shape[1])
             h = np.array([fast(row)[0] for row in rows])
         else:
-            h = self.booster_.predict(rows, num_threads=num_threads)
+            h = np.asarray(self.booster_.predict(rows, num_threads=num_threads))
         result: FloatArray = np.asarray(h).reshape(arr.shape[0], k)
         return result
 
@@ -177,7 +177,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
     ) -> FloatArray:
         """P(distant relapse by each of ``months``), (n, len(months))."""
         h = self.hazards(X, upto_months=max(months), num_threads=num_threads)
-        survival = np.cumprod(1.0 - h, axis=1)
+        survival = np.cumprod(1.0 - h, axis=1, dtype=np.float64)
         idx = [round(m / self.interval_months) - 1 for m in months]
         result: FloatArray = 1.0 - survival[:, idx]
         return result

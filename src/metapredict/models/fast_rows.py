@@ -19,6 +19,9 @@ from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 
+#: LightGBM's loaded C library (a private name of lightgbm.basic, stable across 4.x).
+_LIB: Any = getattr(basic, "_LIB")  # noqa: B009
+
 RAW = basic._C_API_PREDICT_RAW_SCORE
 NORMAL = basic._C_API_PREDICT_NORMAL
 CONTRIB = basic._C_API_PREDICT_CONTRIB
@@ -35,7 +38,7 @@ class FastRowPredictor:
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._out_len = ctypes.c_int64(0)
         basic._safe_call(
-            basic._LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
                 booster._handle,
                 ctypes.c_int(predict_type),
                 ctypes.c_int(0),
@@ -50,7 +53,7 @@ class FastRowPredictor:
     def __call__(self, row: FloatArray) -> FloatArray:
         """Predict one contiguous float64 row; returns a view valid until the next call."""
         basic._safe_call(
-            basic._LIB.LGBM_BoosterPredictForMatSingleRowFast(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFast(
                 self._handle,
                 row.ctypes.data_as(ctypes.c_void_p),
                 ctypes.byref(self._out_len),
@@ -61,7 +64,7 @@ class FastRowPredictor:
 
     def __del__(self) -> None:
         if getattr(self, "_handle", None) is not None and self._handle.value:
-            basic._LIB.LGBM_FastConfigFree(self._handle)
+            _LIB.LGBM_FastConfigFree(self._handle)
             self._handle = ctypes.c_void_p()
 
 

@@ -180,7 +180,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         arr = self._check(X)
         out = np.empty((arr.shape[0], self.n_outputs_))
         for k, (b, cal) in enumerate(zip(self.boosters_, self.calibrators_, strict=True)):
-            raw = b.predict(arr, raw_score=True, num_threads=num_threads)
+            raw = np.asarray(b.predict(arr, raw_score=True, num_threads=num_threads))
             out[:, k] = cal.slope * raw + cal.intercept
         return out
 

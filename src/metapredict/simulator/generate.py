@@ -65,7 +65,8 @@ class Scales:
 def clr(fractions: FloatArray) -> FloatArray:
     """Centred log-ratio of strictly positive compositions (rows)."""
     logs = np.log(fractions)
-    return logs - logs.mean(axis=1, keepdims=True)
+    result: FloatArray = logs - logs.mean(axis=1, keepdims=True)
+    return result
 
 
 def _draw_composition(config: SimulatorConfig, n: int, rng: np.random.Generator) -> _Composition:
