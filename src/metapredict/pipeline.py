@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metapredict import __version__, features, plots, schema
+from metapredict import __version__, feature_profile, features, plots, schema
 from metapredict.cohort_io import read_table
 from metapredict.evaluation import (
     FamilyResult,
@@ -27,7 +27,12 @@ from metapredict.models.baselines import CoxBaseline, LogisticTropism
 from metapredict.models.dormancy import DiscreteTimeHazard, survival_arrays
 from metapredict.models.tropism import TropismClassifier
 from metapredict.predictor import RISK_GROUPS, Predictor
-from metapredict.registry import JobRun, RegisteredVersion, start_job_run
+from metapredict.registry import (
+    REFERENCE_PROFILE_ARTIFACT,
+    JobRun,
+    RegisteredVersion,
+    start_job_run,
+)
 from metapredict.settings import StoreSettings
 from metapredict.simulator import SIMULATOR_VERSION, default_config, simulate_cohort
 from metapredict.training_config import DormancyConfig, TrainingConfig, TropismConfig
@@ -188,18 +193,24 @@ def run_training(
     data: Path | None = None,
     settings: StoreSettings | None = None,
     progress: Progress | None = None,
+    cohort: LoadedCohort | None = None,
+    alias: str | None = None,
 ) -> TrainingOutcome:
     """Validate, evaluate every family, log everything, register the LightGBM model.
 
     A cohort that breaks the schema raises :class:`schema.CohortValidationError` before any
-    run is created, so nothing is logged or registered.
+    run is created, so nothing is logged or registered. ``cohort`` (already loaded and
+    validated, e.g. by the retraining job) replaces ``data``; ``alias`` forces the alias of the
+    new version instead of the first-is-champion rule (see ``JobRun.log_and_register``).
     """
     from threadpoolctl import threadpool_limits
 
     # OpenBLAS threads spin after each linear-algebra call and starve LightGBM's OpenMP
     # threads (3x slower on 2 cores, measured); the linear baselines don't need them.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run_training(config, data=data, settings=settings, progress=progress)
+        return _run_training(
+            config, data=data, settings=settings, progress=progress, cohort=cohort, alias=alias
+        )
 
 
 def _run_training(
@@ -208,11 +219,14 @@ def _run_training(
     data: Path | None,
     settings: StoreSettings | None,
     progress: Progress | None,
+    cohort: LoadedCohort | None = None,
+    alias: str | None = None,
 ) -> TrainingOutcome:
     started = time.perf_counter()
     step = progress or (lambda message: None)
     step("loading and validating the cohort")
-    cohort = load_cohort(data, config)
+    if cohort is None:
+        cohort = load_cohort(data, config)
     task_data = prepare(
         config.task, cohort.frame, test_size=config.data.test_size, seed=config.seed
     )
@@ -242,6 +256,11 @@ def _run_training(
         job.log_dataset(
             cohort.frame, name=f"{config.task}-cohort", source=cohort.source, digest=cohort.digest
         )
+        # Row-free summary of the training features: the reference for drift reports.
+        job.log_dict(
+            feature_profile.build_profile(task_data.frame.iloc[task_data.train]),
+            REFERENCE_PROFILE_ARTIFACT,
+        )
         for family, make in _estimators(config).items():
             with job.child(family) as child:
                 child.set_tags({**tags, "model_family": family})
@@ -261,7 +280,7 @@ def _run_training(
         step("logging plots and registering the model")
         predictor = build_predictor(config, task_data, best.estimator)
         _log_plots(job, task_data, predictor, best)
-        registered = job.log_and_register(predictor, input_example())
+        registered = job.log_and_register(predictor, input_example(), alias=alias)
         job.set_tags(
             {"registered_version": registered.version, "registered_alias": registered.alias}
         )

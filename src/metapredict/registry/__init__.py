@@ -5,12 +5,18 @@ nothing touches MLflow at import.
 """
 
 from metapredict.registry.loader import ModelNotFoundError, current_version, load
-from metapredict.registry.store import CHALLENGER, CHAMPION, model_name
+from metapredict.registry.store import (
+    CHALLENGER,
+    CHAMPION,
+    REFERENCE_PROFILE_ARTIFACT,
+    model_name,
+)
 from metapredict.registry.tracking import JobRun, RegisteredVersion, start_job_run
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "REFERENCE_PROFILE_ARTIFACT",
     "JobRun",
     "ModelNotFoundError",
     "RegisteredVersion",

@@ -11,6 +11,8 @@ CHALLENGER = "challenger"
 #: The native predictor inside the logged model's artifacts (``artifacts/predictor.joblib``).
 PREDICTOR_ARTIFACT = "predictor"
 PREDICTOR_FILE = "predictor.joblib"
+#: Row-free summary of a training run's features (drift reference), an artifact of the run.
+REFERENCE_PROFILE_ARTIFACT = "reference/feature_profile.json"
 
 
 def model_name(task: str) -> str:

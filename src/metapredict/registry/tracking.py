@@ -137,12 +137,13 @@ class JobRun:
             yield JobRun(run.info.run_id, self.task, self.client, self.experiment_id)
 
     def log_and_register(
-        self, predictor: Predictor, input_example: pd.DataFrame
+        self, predictor: Predictor, input_example: pd.DataFrame, *, alias: str | None = None
     ) -> RegisteredVersion:
         """Log the whole fitted predictor as an MLflow model and register it.
 
         The first version of a model gets alias ``champion``; later ones ``challenger``
-        (promotion is the retraining gate's decision).
+        (promotion is the retraining gate's decision). An explicit ``alias`` is set instead
+        (the retraining job passes ``challenger`` and promotes under a lock).
         """
         import joblib
         import mlflow
@@ -170,11 +171,12 @@ class JobRun:
                 )
         version = str(info.registered_model_version)
         client = self.client
-        try:
-            client.get_model_version_by_alias(name, CHAMPION)  # type: ignore[attr-defined]
-            alias = CHALLENGER
-        except Exception:
-            alias = CHAMPION
+        if alias is None:
+            try:
+                client.get_model_version_by_alias(name, CHAMPION)  # type: ignore[attr-defined]
+                alias = CHALLENGER
+            except Exception:
+                alias = CHAMPION
         client.set_registered_model_alias(name, alias, version)  # type: ignore[attr-defined]
         client.set_model_version_tag(  # type: ignore[attr-defined]
             name, version, "schema_version", predictor.schema_version
