@@ -36,6 +36,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Benchmarks (about 13 minutes on 2 cores; see benchmarks/README.md): benchmarks/results/*.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
 ui: $(STAMP)
 	$(BIN)/metapredict ui
 

@@ -1,0 +1,126 @@
+"""Cold start: process start to ready, ``metapredict serve`` vs ``mlflow models serve``.
+
+Ready means ``GET /health/ready`` answers 200 (metapredict: both champions loaded) or
+``GET /ping`` answers 200 (mlflow: the tropism champion loaded). Polled every 20 ms with a
+90 s deadline; servers alternate, each started fresh and ended by its process group id.
+Run alone: ``python -m benchmarks.cold_start [--quick]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchmarks.common import (
+    METAPREDICT_READY,
+    MLFLOW_READY,
+    PartOptions,
+    Report,
+    Server,
+    Spread,
+    Target,
+    free_port,
+    log,
+    md_table,
+    metapredict_serve_available,
+    metapredict_server,
+    mlflow_server,
+    options,
+    parser,
+    served_store,
+    work_dir,
+)
+
+GOAL = 0.5
+MLFLOW = "mlflow models serve (/ping)"
+METAPREDICT = "metapredict serve (/health/ready)"
+
+
+def run(opts: PartOptions, store: Path | None = None) -> Report:
+    repeats = 1 if opts.quick else 3
+    warm = 0 if opts.quick else 1  # unrecorded first round: warms the page cache
+    report = Report("cold_start", "Cold start: process start to ready", opts.quick)
+    report.command = opts.command
+    have_mp = metapredict_serve_available()
+    kinds: list[tuple[str, Callable[[Path, int, Path], Server], str]] = [
+        (MLFLOW, mlflow_server, MLFLOW_READY)
+    ]
+    if have_mp:
+        kinds.append((METAPREDICT, metapredict_server, METAPREDICT_READY))
+    seconds: dict[str, list[float]] = {k[0]: [] for k in kinds}
+    memory: dict[str, list[float]] = {k[0]: [] for k in kinds}
+    store_opts = PartOptions(opts.quick, opts.out, store or opts.store, opts.command)
+    with served_store(store_opts, log=log) as store_dir, work_dir("metapredict-bench-cold-") as tmp:
+        for r in range(repeats + warm):
+            order = kinds if r % 2 == 0 else list(reversed(kinds))
+            for name, make, path in order:
+                port = free_port()
+                with make(store_dir, port, tmp) as server:
+                    elapsed = server.wait_ready(port, path, deadline_s=90.0)
+                    rss = server.rss_mib()
+                if r >= warm:
+                    seconds[name].append(elapsed)
+                    memory[name].append(rss)
+                log(f"  cold start {name}: {elapsed:.2f} s{'' if r >= warm else ' (warm-up)'}")
+
+    spreads = {k: Spread.of(v) for k, v in seconds.items()}
+    report.add(
+        f"Results ({repeats} starts each"
+        + (", after one unrecorded warm-up start)" if warm else ")"),
+        md_table(
+            ["server", "seconds to ready", "RSS when ready, MiB"],
+            [(k, spreads[k].fmt(2), Spread.of(memory[k]).fmt(0)) for k in seconds],
+        ),
+    )
+    if have_mp:
+        ratios = Spread.of(
+            [a / b for a, b in zip(seconds[METAPREDICT], seconds[MLFLOW], strict=True)]
+        )
+        met = ratios.median <= GOAL
+        report.targets.append(
+            Target(
+                "cold start vs mlflow models serve",
+                f"<= {GOAL}x",
+                f"{ratios.fmt(2)}x ({spreads[METAPREDICT].fmt(2)} s vs {spreads[MLFLOW].fmt(2)} s)",
+                met,
+                ""
+                if met
+                else "not yet profiled; metapredict serve imports mlflow and loads both "
+                "champions through the registry before it is ready",
+            )
+        )
+    else:
+        report.targets.append(
+            Target(
+                "cold start vs mlflow models serve",
+                f"<= {GOAL}x",
+                "-",
+                None,
+                "metapredict serve not available in this checkout",
+            )
+        )
+    report.add(
+        "Method",
+        "- Timer starts just before `Popen` and stops at the first 200 on the readiness path; "
+        "polling every 20 ms (each poll a fresh connection, 1 s timeout), 90 s deadline. "
+        "Servers alternate (order reversed every round); ratios are per round "
+        "(metapredict / mlflow), median [p10, p90].\n"
+        "- mlflow: `mlflow models serve -m models:/metapredict-tropism@champion --env-manager "
+        "local` (imports mlflow, resolves the alias, then execs uvicorn which loads the pyfunc "
+        "model). metapredict: `metapredict serve` loading both champions natively.\n"
+        "- RSS: every process in the server's process group, read from /proc when ready.",
+    )
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser("cold start").parse_args(argv)
+    opts = options(args, "benchmarks.cold_start")
+    path = run(opts).write(opts.out)
+    log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
