@@ -162,9 +162,14 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
         "Method",
         f"- One process; each method scores all {patients:,} patients once per repeat, methods "
         "alternating (order reversed every other repeat) after a 500-row warm-up. rows/s: "
-        "median [p10, p90] over repeats; ratios are per repeat. Repeats: at least "
-        f"{min_repeats}, at most {max_repeats}, as many as fit {budget_s:.0f} s.\n"
-        "- The raw floor calls `b.predict(X, raw_score=True)` for each of the "
+        "median [p10, p90] over repeats; ratios are per repeat. "
+        + (
+            f"Repeats: {repeats}.\n"
+            if opts.quick
+            else f"Repeats: as many as fit {budget_s:.0f} s, at least {min_repeats}, "
+            f"at most {max_repeats}.\n"
+        )
+        + "- The raw floor calls `b.predict(X, raw_score=True)` for each of the "
         f"{len(boosters)} site Boosters on the encoded matrix: no encoding, no calibration, no "
         "sigmoid. The Predictor's `predict_matrix` adds calibration and the sigmoid; "
         "`encode_frame` the CLR and category codes; `predict` a DataFrame around the result; "
