@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from metapredict.cli import cohort, deconvolve, serve, simulate, train
+from metapredict.cli import cohort, compare, deconvolve, retrain, serve, simulate, train, ui
 
 app = typer.Typer(
     name="metapredict",
@@ -35,3 +35,6 @@ app.command(name="train")(train.train)
 app.command(name="serve")(serve.serve)
 app.add_typer(cohort.app, name="cohort")
 app.command(name="deconvolve")(deconvolve.deconvolve)
+app.command(name="retrain")(retrain.retrain)
+app.command(name="compare")(compare.compare)
+app.command(name="ui")(ui.ui)

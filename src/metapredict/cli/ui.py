@@ -1,0 +1,80 @@
+"""``metapredict ui``: the MLflow UI on the project store, with light settings.
+
+``mlflow server`` starts many workers and a job runner by default (~3 GB measured); one worker
+and no job execution need ~490 MB. The command is built by :func:`ui_command` (pure, tested);
+the CLI runs it in the foreground until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from metapredict.settings import StoreSettings, get_store_settings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+
+
+@dataclass(frozen=True)
+class UICommand:
+    argv: list[str]
+    env: dict[str, str]
+
+
+def ui_command(
+    settings: StoreSettings,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    bin_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> UICommand:
+    """The ``mlflow server`` argv and environment for the store in ``settings``."""
+    bin_dir = bin_dir or Path(sys.executable).parent
+    environ = os.environ if environ is None else environ
+    mlflow = bin_dir / "mlflow"
+    root = settings.resolved_artifact_root().resolve()
+    argv = [
+        str(mlflow) if mlflow.exists() else sys.executable,
+        *([] if mlflow.exists() else ["-m", "mlflow"]),
+        "server",
+        "--backend-store-uri",
+        settings.resolved_tracking_uri(),
+        "--default-artifact-root",
+        root.as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    path = environ.get("PATH", "")
+    env = {
+        **environ,
+        # the server execs uvicorn/gunicorn from the venv
+        "PATH": f"{bin_dir}{os.pathsep}{path}" if path else str(bin_dir),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    return UICommand(argv=argv, env=env)
+
+
+def ui(
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Interface to bind (local only)."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535),
+) -> None:
+    """Open the MLflow UI on the project store (one worker, no job execution)."""
+    command = ui_command(get_store_settings(), host=host, port=port)
+    typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    try:
+        code = subprocess.run(command.argv, env=command.env, check=False).returncode
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)

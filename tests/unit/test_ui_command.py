@@ -1,0 +1,64 @@
+"""`metapredict ui` and the MLproject retrain entry build the right commands (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metapredict.cli.ui import ui_command
+from metapredict.settings import StoreSettings
+from training.retrain import cli_args
+
+
+def _value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_ui_runs_one_light_mlflow_server_on_the_project_store(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mlflow").touch()
+    settings = StoreSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        artifact_root=str(tmp_path / "mlruns" / "artifacts"),
+    )
+    command = ui_command(settings, bin_dir=bin_dir, environ={"PATH": "/usr/bin", "HOME": "/h"})
+    argv = command.argv
+    assert argv[:2] == [str(bin_dir / "mlflow"), "server"]
+    assert _value(argv, "--backend-store-uri") == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    assert _value(argv, "--default-artifact-root") == (tmp_path / "mlruns/artifacts").as_uri()
+    assert _value(argv, "--host") == "127.0.0.1"
+    assert _value(argv, "--port") == "5000"
+    assert _value(argv, "--workers") == "1"
+    assert command.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert command.env["PATH"].split(":")[0] == str(bin_dir)
+    assert command.env["HOME"] == "/h"
+
+
+def test_ui_falls_back_to_python_dash_m_without_an_mlflow_script(tmp_path: Path) -> None:
+    settings = StoreSettings(tracking_uri=f"sqlite:///{tmp_path}/db", artifact_root=str(tmp_path))
+    argv = ui_command(settings, port=5123, bin_dir=tmp_path, environ={}).argv
+    assert argv[1:4] == ["-m", "mlflow", "server"]
+    assert _value(argv, "--port") == "5123"
+
+
+def test_mlproject_retrain_entry_drops_empty_optional_arguments() -> None:
+    assert cli_args(
+        ["tropism", "--data", "/d.parquet", "--config", "", "--training-config", ""]
+    ) == [
+        "retrain",
+        "tropism",
+        "--data",
+        "/d.parquet",
+    ]
+    assert cli_args(
+        ["dormancy", "--data", "d.csv", "--config", "r.toml", "--training-config", "t.toml"]
+    ) == [
+        "retrain",
+        "dormancy",
+        "--data",
+        "d.csv",
+        "--config",
+        "r.toml",
+        "--training-config",
+        "t.toml",
+    ]
