@@ -114,6 +114,8 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         return cache
 
     def fit(self, X: ArrayLike, y: Any) -> Self:
+        # Fast handles point into the boosters being replaced: drop them before refitting.
+        self.__dict__.pop("_rows", None)
         for h in (*HORIZONS, LATE_FROM, LATE_TO):
             if abs(h / self.interval_months - round(h / self.interval_months)) > 1e-9:
                 raise ValueError(f"interval_months must divide the horizon {h} months")

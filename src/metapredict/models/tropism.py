@@ -109,6 +109,8 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return cache
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
+        # Fast handles point into the boosters being replaced: drop them before refitting.
+        self.__dict__.pop("_rows", None)
         if self.calibration not in {"auto", "sigmoid", "none"}:
             raise ValueError("calibration must be 'auto', 'sigmoid' or 'none'")
         X_arr, Y = validate_data(
