@@ -50,7 +50,11 @@ def _vocabularies() -> dict[str, dict[str, int]]:
 
 
 def clr_rows(fractions: FloatArray) -> FloatArray:
-    logs = np.log(np.clip(fractions, 0.0, None) + CLR_PSEUDOCOUNT)
+    # C order: the row mean then sums in the same order whether the fractions came from a
+    # DataFrame (column-major) or from records, so both paths agree to the last bit.
+    logs = np.log(
+        np.clip(np.ascontiguousarray(fractions, dtype=float), 0.0, None) + CLR_PSEUDOCOUNT
+    )
     result: FloatArray = logs - logs.mean(axis=1, keepdims=True)
     return result
 
