@@ -93,13 +93,16 @@ class Predictor:
         return [RISK_GROUPS[i] for i in idx]
 
     def out_of_range(self, records: list[dict[str, object]]) -> list[list[str]]:
-        """Per record, the features whose value lies outside the range seen in training."""
+        """Per record, the features whose value lies outside the range seen in training.
+
+        A missing value (None, absent or NaN) is not out of range.
+        """
         out: list[list[str]] = []
         for r in records:
             flagged = []
             for name, (lo, hi) in self.feature_ranges.items():
                 v = r.get(name)
-                if isinstance(v, int | float) and not lo <= float(v) <= hi:
+                if isinstance(v, int | float) and not np.isnan(v) and not lo <= float(v) <= hi:
                     flagged.append(name)
             out.append(flagged)
         return out
