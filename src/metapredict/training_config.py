@@ -7,7 +7,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from metapredict.metrics import HORIZONS
 
 Task = Literal["tropism", "dormancy"]
 TASKS: tuple[Task, ...] = ("tropism", "dormancy")
@@ -47,6 +49,17 @@ class TropismModelConfig(LightGBMConfig):
 class DormancyModelConfig(LightGBMConfig):
     interval_months: Annotated[float, Field(gt=0)] = 6.0
     max_months: Annotated[float, Field(gt=0)] = 180.0
+
+    @model_validator(mode="after")
+    def _intervals_fit_the_horizons(self) -> DormancyModelConfig:
+        # The same rule DiscreteTimeHazard.fit enforces, checked before any data is loaded.
+        for h in HORIZONS:
+            steps = h / self.interval_months
+            if abs(steps - round(steps)) > 1e-9:
+                raise ValueError(f"interval_months must divide the horizon {h} months")
+            if h > self.max_months:
+                raise ValueError(f"max_months must reach the horizon {h} months")
+        return self
 
 
 class LogisticConfig(_Strict):
