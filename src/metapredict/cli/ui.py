@@ -2,13 +2,12 @@
 
 ``mlflow server`` starts many workers and a job runner by default (~3 GB measured); one worker
 and no job execution need ~490 MB. The command is built by :func:`ui_command` (pure, tested);
-the CLI runs it in the foreground until Ctrl-C.
+the CLI replaces itself with it (``exec``), in the foreground until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,8 +72,5 @@ def ui(
     """Open the MLflow UI on the project store (one worker, no job execution)."""
     command = ui_command(get_store_settings(), host=host, port=port)
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
-    try:
-        code = subprocess.run(command.argv, env=command.env, check=False).returncode
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    # Replace this process (no idle Python parent holding ~200 MB; signals reach the server).
+    os.execve(command.argv[0], command.argv, command.env)
