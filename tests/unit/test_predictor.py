@@ -1,0 +1,149 @@
+"""Predictor: outputs named per task, request path = frame path, risk groups, range flags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.util import Surv
+
+from metapredict import features, schema
+from metapredict.models.dormancy import OUTPUT_NAMES, DiscreteTimeHazard
+from metapredict.models.tropism import TropismClassifier
+from metapredict.predictor import Predictor
+
+CAT = features.categorical_indices()
+MONTHS, EVENT = schema.survival_columns()
+
+
+@pytest.fixture(scope="module")
+def training_rows(simulated_cohort: pd.DataFrame) -> pd.DataFrame:
+    return simulated_cohort.head(600)
+
+
+@pytest.fixture(scope="module")
+def probe(simulated_cohort: pd.DataFrame) -> pd.DataFrame:
+    """Unseen patients, features only, with a non-default index."""
+    rows = simulated_cohort[list(schema.feature_columns())].iloc[-12:]
+    return rows.set_axis([f"p{i}" for i in range(12)])
+
+
+@pytest.fixture(scope="module")
+def tropism(training_rows: pd.DataFrame) -> Predictor:
+    relapsed = training_rows[training_rows[EVENT]]
+    model = TropismClassifier(
+        n_estimators=10, calibration="sigmoid", calibration_folds=2, categorical_features=CAT
+    )
+    model.fit(features.encode_frame(relapsed), relapsed[list(schema.site_columns())].to_numpy())
+    ranges = features.FeatureEncoder().fit(relapsed).feature_ranges_
+    return Predictor(task="tropism", estimator=model, feature_ranges=ranges)
+
+
+@pytest.fixture(scope="module")
+def dormancy(training_rows: pd.DataFrame) -> Predictor:
+    y = Surv.from_arrays(
+        event=training_rows[EVENT].to_numpy(bool), time=training_rows[MONTHS].to_numpy(float)
+    )
+    model = DiscreteTimeHazard(n_estimators=10, min_child_samples=20, categorical_features=CAT)
+    model.fit(features.encode_frame(training_rows), y)
+    ranges = features.FeatureEncoder().fit(training_rows).feature_ranges_
+    return Predictor(
+        task="dormancy", estimator=model, feature_ranges=ranges, risk_cutoffs=(0.2, 0.5)
+    )
+
+
+def test_tropism_predictions_are_named_by_site(tropism: Predictor, probe: pd.DataFrame) -> None:
+    out = tropism.predict(probe)
+    assert list(out.columns) == list(schema.sites())
+    assert list(out.index) == list(probe.index)
+    expected = tropism.estimator.predict_proba(features.encode_frame(probe))
+    np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-12)
+
+
+def test_dormancy_predictions_are_named_by_output(dormancy: Predictor, probe: pd.DataFrame) -> None:
+    out = dormancy.predict(probe)
+    assert list(out.columns) == list(OUTPUT_NAMES)
+    assert list(out.columns) == ["risk_36", "risk_60", "risk_120", "late_relapse"]
+    assert list(out.index) == list(probe.index)
+    assert isinstance(dormancy.estimator, DiscreteTimeHazard)
+    expected = dormancy.estimator.predict_outputs(features.encode_frame(probe))
+    np.testing.assert_array_equal(out.to_numpy(), expected)
+
+
+@pytest.mark.parametrize("task", ["tropism", "dormancy"])
+def test_request_path_matches_the_frame_path_exactly(
+    task: str, tropism: Predictor, dormancy: Predictor, probe: pd.DataFrame
+) -> None:
+    predictor = tropism if task == "tropism" else dormancy
+    records = probe.to_dict("records")
+    from_records = predictor.predict_matrix(features.encode_records(records))
+    np.testing.assert_array_equal(from_records, predictor.predict(probe).to_numpy())
+
+
+@pytest.mark.parametrize("task", ["tropism", "dormancy"])
+def test_contributions_are_keyed_by_explained_output(
+    task: str, tropism: Predictor, dormancy: Predictor, probe: pd.DataFrame
+) -> None:
+    predictor = tropism if task == "tropism" else dormancy
+    contributions = predictor.contributions(probe)
+    expected_keys = list(schema.sites()) if task == "tropism" else ["relapse_hazard_60"]
+    assert list(contributions) == expected_keys
+    for frame in contributions.values():
+        assert list(frame.columns) == [*schema.feature_columns(), "bias"]
+        assert list(frame.index) == list(probe.index)
+
+
+def test_risk_groups_follow_the_cutoffs(dormancy: Predictor) -> None:
+    risk = np.array([0.0, 0.19, 0.2, 0.35, 0.5, 0.99])
+    # A risk equal to a cutoff belongs to the group above it.
+    assert dormancy.risk_group(risk) == [
+        "low",
+        "low",
+        "intermediate",
+        "intermediate",
+        "high",
+        "high",
+    ]
+
+
+def test_risk_groups_exist_for_dormancy_only(tropism: Predictor) -> None:
+    with pytest.raises(ValueError, match="dormancy task only"):
+        tropism.risk_group(np.array([0.3]))
+
+
+def test_out_of_range_flags_only_values_outside_the_training_range(tropism: Predictor) -> None:
+    predictor = Predictor(
+        task="tropism",
+        estimator=tropism.estimator,
+        feature_ranges={"t_cells_cd8": (0.01, 0.3), "platelet_count": (100.0, 400.0)},
+    )
+    records: list[dict[str, Any]] = [
+        {"t_cells_cd8": 0.2, "platelet_count": 250},  # inside (an int is a number too)
+        {"t_cells_cd8": 0.3, "platelet_count": 100.0},  # on the bounds
+        {"t_cells_cd8": 0.5, "platelet_count": 250.0},  # one above
+        {"t_cells_cd8": 0.0, "platelet_count": 900},  # both outside
+        {"t_cells_cd8": 0.2, "platelet_count": None},  # missing is not out of range
+        {"t_cells_cd8": 0.2},  # absent neither
+        {"t_cells_cd8": float("nan"), "platelet_count": float("inf")},  # NaN is missing too
+    ]
+    assert predictor.out_of_range(records) == [
+        [],
+        [],
+        ["t_cells_cd8"],
+        ["t_cells_cd8", "platelet_count"],
+        [],
+        [],
+        ["platelet_count"],
+    ]
+
+
+def test_training_patients_are_in_range_and_an_outlier_is_not(
+    tropism: Predictor, training_rows: pd.DataFrame
+) -> None:
+    relapsed = training_rows[training_rows[EVENT]]
+    records = relapsed[list(schema.feature_columns())].to_dict("records")
+    assert not any(tropism.out_of_range(records))
+    outlier = {**records[0], "platelet_count": tropism.feature_ranges["platelet_count"][1] + 1}
+    assert tropism.out_of_range([outlier]) == [["platelet_count"]]
