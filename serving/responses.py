@@ -36,7 +36,9 @@ class TropismPatient(BaseModel):
     id: str | None
     probabilities: dict[str, float] = Field(description="P(site involved | distant relapse)")
     ranked_sites: list[str]
-    top_features: dict[str, list[Contribution]]
+    top_features: dict[str, list[Contribution]] | None = Field(
+        None, description="per site, the features that moved it most (absent with explain=false)"
+    )
     warnings: list[str]
 
 
@@ -55,8 +57,10 @@ class DormancyPatient(BaseModel):
         description="P(relapse in (60, 120] months | relapse-free at 60 months)"
     )
     risk_group: str = Field(description="low / intermediate / high (training tertiles)")
-    top_features: list[Contribution] = Field(
-        description="contributions to the log-odds of the relapse hazard at 60 months"
+    top_features: list[Contribution] | None = Field(
+        None,
+        description="contributions to the log-odds of the relapse hazard at 60 months "
+        "(absent with explain=false)",
     )
     warnings: list[str]
 
@@ -84,30 +88,40 @@ def model_meta(predictor: Predictor) -> dict[str, str]:
     return {"name": info.name, "version": info.version, "alias": info.alias, "run_id": info.run_id}
 
 
-def _top(
-    contributions: FloatArray, record: dict[str, Any], names: tuple[str, ...], k: int
-) -> list[dict[str, Any]]:
+def _top_k(contributions: FloatArray, k: int) -> tuple[NDArray[np.intp], FloatArray]:
+    """Per row (and output), the indices and values of the k largest |contributions|.
+
+    ``contributions`` is (..., features + 1) with the bias last; all rows at once.
+    """
+    values = contributions[..., :-1]
+    k = min(k, values.shape[-1])
     if k == 0:
-        return []
-    values = contributions[:-1]
-    k = min(k, values.size)
-    idx = np.argpartition(-np.abs(values), k - 1)[:k]
-    idx = idx[np.argsort(-np.abs(values[idx]))]
+        return np.empty((*values.shape[:-1], 0), dtype=np.intp), values[..., :0]
+    idx = np.argpartition(-np.abs(values), k - 1, axis=-1)[..., :k]
+    picked = np.take_along_axis(values, idx, axis=-1)
+    order = np.argsort(-np.abs(picked), axis=-1, kind="stable")
+    return np.take_along_axis(idx, order, axis=-1), np.take_along_axis(picked, order, axis=-1)
+
+
+def _contribution_lists(
+    idx: NDArray[np.intp], values: FloatArray, record: dict[str, Any], names: tuple[str, ...]
+) -> list[dict[str, Any]]:
     return [
-        {"feature": names[i], "contribution": float(values[i]), "value": record.get(names[i])}
-        for i in idx
+        {"feature": names[i], "contribution": v, "value": record.get(names[i])}
+        for i, v in zip(idx.tolist(), values.tolist(), strict=True)
     ]
 
 
 def _warnings(predictor: Predictor, records: list[dict[str, Any]]) -> list[list[str]]:
-    out = []
-    for record, flagged in zip(records, predictor.out_of_range(records), strict=True):
+    flagged = predictor.out_of_range(records)
+    out: list[list[str]] = []
+    for record, names in zip(records, flagged, strict=True):
         out.append(
             [
                 f"{name}={record[name]:.4g} lies outside the range seen in training "
                 f"[{predictor.feature_ranges[name][0]:.4g}, "
                 f"{predictor.feature_ranges[name][1]:.4g}]"
-                for name in flagged
+                for name in names
             ]
         )
     return out
@@ -117,27 +131,30 @@ def tropism_patients(
     predictor: Predictor,
     records: list[dict[str, Any]],
     proba: FloatArray,
-    contributions: FloatArray,
+    contributions: FloatArray | None,
     top: int,
 ) -> list[dict[str, Any]]:
     sites = predictor.output_names
     names = predictor.feature_names
     warnings = _warnings(predictor, records)
+    ranked = np.argsort(-proba, axis=1, kind="stable").tolist()
+    probabilities = proba.tolist()
+    if contributions is not None:
+        top_idx, top_val = _top_k(contributions, top)
     out = []
     for i, record in enumerate(records):
-        p = proba[i]
-        order = np.argsort(-p, kind="stable")
-        out.append(
-            {
-                "id": record.get(ID_FIELD),
-                "probabilities": {s: float(v) for s, v in zip(sites, p, strict=True)},
-                "ranked_sites": [sites[j] for j in order],
-                "top_features": {
-                    s: _top(contributions[i, j], record, names, top) for j, s in enumerate(sites)
-                },
-                "warnings": warnings[i],
+        patient: dict[str, Any] = {
+            "id": record.get(ID_FIELD),
+            "probabilities": dict(zip(sites, probabilities[i], strict=True)),
+            "ranked_sites": [sites[j] for j in ranked[i]],
+        }
+        if contributions is not None:
+            patient["top_features"] = {
+                s: _contribution_lists(top_idx[i, j], top_val[i, j], record, names)
+                for j, s in enumerate(sites)
             }
-        )
+        patient["warnings"] = warnings[i]
+        out.append(patient)
     return out
 
 
@@ -145,25 +162,27 @@ def dormancy_patients(
     predictor: Predictor,
     records: list[dict[str, Any]],
     outputs: FloatArray,
-    contributions: FloatArray,
+    contributions: FloatArray | None,
     top: int,
 ) -> list[dict[str, Any]]:
     names = predictor.feature_names
     n_h = len(metrics.HORIZONS)
     groups = predictor.risk_group(outputs[:, n_h - 1])
     warnings = _warnings(predictor, records)
+    horizons = [str(h) for h in metrics.HORIZONS]
+    values = outputs.tolist()
+    if contributions is not None:
+        top_idx, top_val = _top_k(contributions[:, 0, :], top)
     out = []
     for i, record in enumerate(records):
-        out.append(
-            {
-                "id": record.get(ID_FIELD),
-                "cumulative_risk": {
-                    str(h): float(outputs[i, j]) for j, h in enumerate(metrics.HORIZONS)
-                },
-                "late_relapse_probability": float(outputs[i, n_h]),
-                "risk_group": groups[i],
-                "top_features": _top(contributions[i, 0], record, names, top),
-                "warnings": warnings[i],
-            }
-        )
+        patient: dict[str, Any] = {
+            "id": record.get(ID_FIELD),
+            "cumulative_risk": dict(zip(horizons, values[i][:n_h], strict=True)),
+            "late_relapse_probability": values[i][n_h],
+            "risk_group": groups[i],
+        }
+        if contributions is not None:
+            patient["top_features"] = _contribution_lists(top_idx[i], top_val[i], record, names)
+        patient["warnings"] = warnings[i]
+        out.append(patient)
     return out

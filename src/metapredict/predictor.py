@@ -7,8 +7,9 @@ explains each output with signed per-feature contributions in log-odds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -92,20 +93,21 @@ class Predictor:
         idx = np.searchsorted(np.asarray(self.risk_cutoffs), risk_120, side="right")
         return [RISK_GROUPS[i] for i in idx]
 
-    def out_of_range(self, records: list[dict[str, object]]) -> list[list[str]]:
+    def out_of_range(self, records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         """Per record, the features whose value lies outside the range seen in training.
 
         A missing value (None, absent or NaN) is not out of range.
         """
-        out: list[list[str]] = []
-        for r in records:
-            flagged = []
-            for name, (lo, hi) in self.feature_ranges.items():
-                v = r.get(name)
-                if isinstance(v, int | float) and not np.isnan(v) and not lo <= float(v) <= hi:
-                    flagged.append(name)
-            out.append(flagged)
-        return out
+        names = list(self.feature_ranges)
+        if not names or not records:
+            return [[] for _ in records]
+        values = np.array([[r.get(name) for name in names] for r in records], dtype=float)
+        lo = np.array([self.feature_ranges[n][0] for n in names])
+        hi = np.array([self.feature_ranges[n][1] for n in names])
+        outside = (values < lo) | (values > hi)  # NaN compares False: never flagged
+        if not outside.any():
+            return [[] for _ in records]
+        return [[names[j] for j in np.flatnonzero(row)] for row in outside]
 
     # -- frames -----------------------------------------------------------------------------
 
