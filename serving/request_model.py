@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from metapredict import schema
 
 ID_FIELD = "id"
+#: Longest accepted patient id (characters).
+ID_MAX_LENGTH = 200
 
 
 class _PatientBase(BaseModel):
@@ -43,7 +45,7 @@ def _field(info: schema.ColumnInfo) -> tuple[Any, Any]:
 def patient_model() -> type[BaseModel]:
     """The pydantic model of one patient (features plus optional ``id``)."""
     fields: dict[str, Any] = {
-        ID_FIELD: (str | None, Field(None, max_length=200, description="echoed back"))
+        ID_FIELD: (str | None, Field(None, max_length=ID_MAX_LENGTH, description="echoed back"))
     }
     for info in schema.columns(schema.Features):
         fields[info.name] = _field(info)

@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from metapredict import schema
-from serving.request_model import ID_FIELD, patient_model
+from serving.request_model import ID_FIELD, ID_MAX_LENGTH, patient_model
 
 
 @dataclass(frozen=True)
@@ -143,25 +143,34 @@ def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[di
         if name in frame.columns:
             frame[name] = frame[name].astype(object)
     if ID_FIELD in frame.columns:
-        ids = frame[ID_FIELD]
-        bad_id = ids.notna() & ~ids.map(lambda v: isinstance(v, str))
-        for i in bad_id[bad_id].index:
-            errors.append(FieldError(int(i), None, ID_FIELD, "must be a string"))
-    if errors:
-        raise RequestRejected(422, _summary(errors), errors)
+        for i, value in enumerate(frame[ID_FIELD].tolist()):
+            if isinstance(value, str):
+                if len(value) > ID_MAX_LENGTH:
+                    errors.append(FieldError(i, None, ID_FIELD, "is too long"))
+            elif value is not None and not (isinstance(value, float) and math.isnan(value)):
+                errors.append(FieldError(i, None, ID_FIELD, "must be a string"))
+    # Cells refused above (not a number, NaN/Infinity) also fail the schema: report them once.
+    reported = {(e.patient, e.field) for e in errors}
     try:
         schema.validate(frame, schema.Features, extra_columns_allowed=(ID_FIELD,))
     except schema.CohortValidationError as err:
         for v in err.violations:
             row = int(v.row) if v.row is not None else None
+            if (row, v.column) in reported:
+                continue
             pid = _patient_id(rows[row]) if row is not None else None
             rule = "is required" if v.rule.startswith("is a required column") else v.rule
             errors.append(FieldError(row, pid, v.column, rule))
-        raise RequestRejected(422, _summary(errors), errors) from err
+    if errors:
+        raise RequestRejected(422, _summary(errors), errors)
+    # The same records as the pydantic path: numbers as floats (also when sent as strings).
+    values = {name: frame[name].tolist() for name in numeric if name in frame.columns}
     records: list[dict[str, Any]] = []
-    for row in rows:
-        record = {c: row.get(c) for c in schema.feature_columns()}
-        record[ID_FIELD] = row.get(ID_FIELD)
+    for i, row in enumerate(rows):
+        record: dict[str, Any] = {ID_FIELD: row.get(ID_FIELD)}
+        for c in schema.feature_columns():
+            v = row.get(c)
+            record[c] = float(values[c][i]) if c in values and v is not None else v
         records.append(record)
     return records
 
