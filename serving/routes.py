@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -18,6 +19,8 @@ from serving.request_model import example_patient, patient_model
 from serving.settings import ServingSettings
 from serving.telemetry import Telemetry
 from serving.validation import RequestRejected, parse_json, validate_patients
+
+PatientBuilder = Callable[[Predictor, list[dict[str, Any]], Any, Any, int], list[dict[str, Any]]]
 
 #: Batches up to this size are predicted on the event loop with one LightGBM thread;
 #: larger ones go to the thread pool (LightGBM releases the GIL) with all threads.
@@ -185,55 +188,48 @@ def build_router() -> APIRouter:
         request.app.state.telemetry.predictions.labels(task).inc(len(records))
         return predictor, records, outputs, contributions
 
-    @router.post(
-        "/v1/predict/tropism",
-        tags=["predict"],
-        summary="Organ tropism: P(each organ involved | distant relapse)",
-        response_class=JSONBytes,
-        responses={200: {"model": responses.TropismResponse}, **_ERRORS},
-        openapi_extra=_patients_schema(),
-        dependencies=predict_deps,
-    )
-    async def predict_tropism(
-        request: Request, store: StoreDep, settings: SettingsDep, explain: ExplainQuery = True
-    ) -> JSONBytes:
-        predictor, records, proba, contrib = await _patients(
-            request, store, settings, "tropism", explain
-        )
-        return JSONBytes(
-            {
-                "model": responses.model_meta(predictor),
-                "schema_version": predictor.schema_version,
-                "patients": responses.tropism_patients(
-                    predictor, records, proba, contrib, settings.top_features
-                ),
-            }
+    def add_predict_route(
+        task: str, summary: str, response_model: type[Any], build: PatientBuilder
+    ) -> None:
+        async def predict(
+            request: Request, store: StoreDep, settings: SettingsDep, explain: ExplainQuery = True
+        ) -> JSONBytes:
+            predictor, records, outputs, contrib = await _patients(
+                request, store, settings, task, explain
+            )
+            return JSONBytes(
+                {
+                    "model": responses.model_meta(predictor),
+                    "schema_version": predictor.schema_version,
+                    "patients": build(predictor, records, outputs, contrib, settings.top_features),
+                }
+            )
+
+        router.add_api_route(
+            f"/v1/predict/{task}",
+            predict,
+            methods=["POST"],
+            name=f"predict_{task}",
+            tags=["predict"],
+            summary=summary,
+            response_class=JSONBytes,
+            responses={200: {"model": response_model}, **_ERRORS},
+            openapi_extra=_patients_schema(),
+            dependencies=predict_deps,
         )
 
-    @router.post(
-        "/v1/predict/dormancy",
-        tags=["predict"],
-        summary="Dormancy: cumulative and late distant-relapse risk",
-        response_class=JSONBytes,
-        responses={200: {"model": responses.DormancyResponse}, **_ERRORS},
-        openapi_extra=_patients_schema(),
-        dependencies=predict_deps,
+    add_predict_route(
+        "tropism",
+        "Organ tropism: P(each organ involved | distant relapse)",
+        responses.TropismResponse,
+        responses.tropism_patients,
     )
-    async def predict_dormancy(
-        request: Request, store: StoreDep, settings: SettingsDep, explain: ExplainQuery = True
-    ) -> JSONBytes:
-        predictor, records, outputs, contrib = await _patients(
-            request, store, settings, "dormancy", explain
-        )
-        return JSONBytes(
-            {
-                "model": responses.model_meta(predictor),
-                "schema_version": predictor.schema_version,
-                "patients": responses.dormancy_patients(
-                    predictor, records, outputs, contrib, settings.top_features
-                ),
-            }
-        )
+    add_predict_route(
+        "dormancy",
+        "Dormancy: cumulative and late distant-relapse risk",
+        responses.DormancyResponse,
+        responses.dormancy_patients,
+    )
 
     @router.post(
         "/invocations",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from metapredict import schema
 from metapredict.predictor import Predictor
 from metapredict.registry.store import PREDICTOR_ARTIFACT
 
 
-class MetapredictPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class MetapredictPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         import joblib
 

@@ -117,11 +117,12 @@ class JobRun:
         """The dataset's schema, digest and profile (never its rows) as a run input."""
         import mlflow
         from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.pandas_dataset import from_pandas
 
         origin: Any = source
         if not Path(source).exists():  # generated data (the simulator): describe, don't point
             origin = CodeDatasetSource(tags={"mlflow.source.name": source})
-        dataset = mlflow.data.from_pandas(frame, source=origin, name=name, digest=digest)
+        dataset = from_pandas(frame, source=origin, name=name, digest=digest)
         with _active(self.run_id):
             mlflow.log_input(dataset, context="training")
 
@@ -147,6 +148,7 @@ class JobRun:
         """
         import joblib
         import mlflow
+        from mlflow.exceptions import MlflowException
         from mlflow.models import infer_signature
 
         from metapredict.registry.pyfunc import MetapredictPyfunc
@@ -173,14 +175,12 @@ class JobRun:
         client = self.client
         if alias is None:
             try:
-                client.get_model_version_by_alias(name, CHAMPION)  # type: ignore[attr-defined]
+                client.get_model_version_by_alias(name, CHAMPION)
                 alias = CHALLENGER
-            except Exception:
+            except MlflowException:  # no champion yet
                 alias = CHAMPION
-        client.set_registered_model_alias(name, alias, version)  # type: ignore[attr-defined]
-        client.set_model_version_tag(  # type: ignore[attr-defined]
-            name, version, "schema_version", predictor.schema_version
-        )
+        client.set_registered_model_alias(name, alias, version)
+        client.set_model_version_tag(name, version, "schema_version", predictor.schema_version)
         logger.info("registered %s version %s as @%s", name, version, alias)
         return RegisteredVersion(name, version, alias, self.run_id, f"models:/{name}/{version}")
 
