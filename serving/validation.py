@@ -52,6 +52,7 @@ class RequestRejected(Exception):
 
 
 NON_FINITE = "must be a finite number (not NaN or Infinity)"
+UNKNOWN_FIELD = "is not a field the schema knows"
 
 
 def parse_json(body: bytes) -> tuple[Any, bool]:
@@ -72,7 +73,7 @@ def _rule_from_pydantic(err: Any) -> str:
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        return "is not a field the schema knows"
+        return UNKNOWN_FIELD
     if kind == "less_than_equal":
         return schema.rule_text(f"less_than_or_equal_to({ctx['le']})", field)
     if kind == "greater_than_equal":
@@ -154,12 +155,26 @@ def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[di
     try:
         schema.validate(frame, schema.Features, extra_columns_allowed=(ID_FIELD,))
     except schema.CohortValidationError as err:
+        known = {*schema.feature_columns(), ID_FIELD}
         for v in err.violations:
             row = int(v.row) if v.row is not None else None
+            if row is None and v.column is not None and v.column not in known:
+                # an unknown column: name it for each patient that sent it, as pydantic does
+                for i, r in enumerate(rows):
+                    if v.column in r:
+                        errors.append(FieldError(i, _patient_id(r), v.column, UNKNOWN_FIELD))
+                continue
+            if row is None and v.column is not None and v.rule.startswith("is a required column"):
+                # no patient sent it
+                for i, r in enumerate(rows):
+                    errors.append(FieldError(i, _patient_id(r), v.column, "is required"))
+                continue
             if (row, v.column) in reported:
                 continue
+            rule = v.rule
+            if row is not None and v.column is not None and v.column not in rows[row]:
+                rule = "is required"  # absent, rather than sent as null
             pid = _patient_id(rows[row]) if row is not None else None
-            rule = "is required" if v.rule.startswith("is a required column") else v.rule
             errors.append(FieldError(row, pid, v.column, rule))
     if errors:
         raise RequestRejected(422, _summary(errors), errors)
