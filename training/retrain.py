@@ -1,7 +1,11 @@
 """Entry point ``retrain`` of the MLproject: the same job as ``metapredict retrain``.
 
-Empty ``--config`` / ``--training-config`` mean "use the default"; the exit code is the CLI's
-(0 promoted, 3 kept, 4 refused, 5 champion changed during the job, 1 error).
+Empty ``--config`` / ``--training-config`` mean "use the default". ``mlflow run`` only knows
+success or failure (any non-zero exit marks the project run FAILED and ``mlflow run`` exits 1),
+so here every decision (promoted, kept, refused, champion changed) exits 0 and is read from the
+``retrain_decision`` / ``retrain_outcome`` tags of the ``<task>-retrain`` run; only errors
+(1) and bad arguments or config (2) exit non-zero. Schedulers that need the decision in the exit
+code run ``metapredict retrain`` directly.
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ def cli_args(argv: list[str] | None = None) -> list[str]:
     return out
 
 
+#: ``metapredict retrain`` exit codes that are decisions, not failures.
+DECISION_CODES = frozenset({0, 3, 4, 5})
+
+
 def main(argv: list[str] | None = None) -> int:
     from metapredict.cli import app
 
     try:
         app(cli_args(argv), standalone_mode=True)
     except SystemExit as exit_:
-        return int(exit_.code or 0)
+        code = exit_.code if isinstance(exit_.code, int) else 1
+        return 0 if code in DECISION_CODES else code
     return 0
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from metapredict.cli.ui import ui_command
 from metapredict.settings import StoreSettings
-from training.retrain import cli_args
+from training.retrain import cli_args, main
 
 
 def _value(argv: list[str], flag: str) -> str:
@@ -62,3 +64,19 @@ def test_mlproject_retrain_entry_drops_empty_optional_arguments() -> None:
         "--training-config",
         "t.toml",
     ]
+
+
+def test_mlproject_retrain_entry_exits_0_for_decisions_and_nonzero_for_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import metapredict.cli
+
+    codes: list[int] = []
+
+    def fake_app(args: list[str], standalone_mode: bool) -> None:
+        raise SystemExit(codes.pop(0))
+
+    monkeypatch.setattr(metapredict.cli, "app", fake_app)
+    codes.extend([0, 3, 4, 5, 1, 2])
+    argv = ["tropism", "--data", "d.parquet"]
+    assert [main(argv) for _ in range(6)] == [0, 0, 0, 0, 1, 2]

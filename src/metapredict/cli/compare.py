@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from enum import StrEnum
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -15,19 +15,28 @@ from metapredict.training_config import Task
 #: Columns per task: (header, metric logged by the training run).
 KEY_METRICS: dict[str, tuple[tuple[str, str], ...]] = {
     "tropism": (
-        ("test AUROC", "test_macro_auroc"),
-        ("x oracle", "test_macro_auroc_ratio_to_oracle"),
-        ("CV AUROC", "cv_macro_auroc"),
-        ("calib. err.", "test_macro_calibration_error"),
+        ("AUROC", "test_macro_auroc"),
+        ("/oracle", "test_macro_auroc_ratio_to_oracle"),
+        ("CV", "cv_macro_auroc"),
+        ("ECE", "test_macro_calibration_error"),
         ("Brier", "test_macro_brier"),
     ),
     "dormancy": (
-        ("test C", "test_harrell_c"),
-        ("x oracle", "test_harrell_c_ratio_to_oracle"),
-        ("CV C", "cv_harrell_c"),
-        ("int. Brier", "test_integrated_brier"),
-        ("Uno C", "test_uno_c"),
+        ("C", "test_harrell_c"),
+        ("/oracle", "test_harrell_c_ratio_to_oracle"),
+        ("CV", "cv_harrell_c"),
+        ("IBS", "test_integrated_brier"),
+        ("Uno", "test_uno_c"),
     ),
+}
+
+
+#: Short labels of the ``retrain_outcome`` version tag.
+_OUTCOME = {
+    "promoted": "promoted",
+    "kept": "kept",
+    "champion_changed": "raced",
+    "refused": "refused",
 }
 
 
@@ -53,23 +62,26 @@ def compare(
     if not versions:
         console.print(f"no registered versions of metapredict-{task}; train one first")
         return
-    table = Table(title=f"metapredict-{task}: registered versions (newest first)")
-    table.add_column("version", justify="right")
-    table.add_column("aliases")
-    table.add_column("registered")
+    table = Table(
+        title=f"metapredict-{task}: registered versions, newest first "
+        "(metrics of each version's training run)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("ver", justify="right", no_wrap=True)
+    table.add_column("aliases", no_wrap=True)
     for header, _ in KEY_METRICS[task]:
-        table.add_column(header, justify="right")
-    table.add_column("retrain decision")
-    table.add_column("run")
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("retrain", no_wrap=True)
+    table.add_column("run", no_wrap=True)
     for v in versions:
-        when = datetime.fromtimestamp(v.created_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
         table.add_row(
             v.version,
-            ", ".join(f"@{a}" for a in v.aliases) or "-",
-            when,
+            " ".join(f"@{a}" for a in v.aliases) or "-",
             *(_fmt(v.metrics.get(metric)) for _, metric in KEY_METRICS[task]),
-            v.tags.get("retrain_outcome", "-"),
-            f"{v.run_name} {v.run_id[:8]}",
+            _OUTCOME.get(v.tags.get("retrain_outcome", ""), "-"),
+            v.run_id[:8],
         )
     console.print(table)
 
