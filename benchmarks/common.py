@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from metapredict.registry.tracking import git_commit
+
 HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -57,21 +59,6 @@ def _memory_gib() -> str:
     return "unknown"
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def machine_info() -> dict[str, str]:
     """Facts that make a number comparable: hardware, OS, load, versions, commit."""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -88,7 +75,7 @@ def machine_info() -> dict[str, str]:
             info[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             info[package] = "not installed"
-    info["git commit"] = _git_commit()
+    info["git commit"] = git_commit()[:12]
     return info
 
 

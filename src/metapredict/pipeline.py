@@ -85,12 +85,12 @@ def load_cohort(data: Path | None, config: TrainingConfig) -> LoadedCohort:
         frame = read_table(data)
         tags = {"data_source": str(data.resolve())}
         source = str(data.resolve())
-        model = _cohort_model(frame)
+        model = cohort_model(frame)
     validated = schema.validate(frame, model)
     return LoadedCohort(validated, source, frame_digest(validated), tags)
 
 
-def _cohort_model(frame: pd.DataFrame) -> Any:
+def cohort_model(frame: pd.DataFrame) -> Any:
     """Simulated (oracle columns present), absolute (LM22 rows not summing to 1) or relative.
 
     The models see centred log-ratios, which are the same for absolute scores and relative

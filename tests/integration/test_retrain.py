@@ -348,7 +348,7 @@ def test_rows_failing_validation_are_dropped_and_counted() -> None:
     frame.loc[frame.index[[3, 7]], "age_years"] = 140.0
     frame.loc[frame.index[7], "cancer_type"] = "glioma"
     frame.loc[frame.index[11], "stage"] = "IV"
-    clean, report = job.validate_rows(frame, job._cohort_model(frame))
+    clean, report = job.validate_rows(frame, job.cohort_model(frame))
     assert clean is not None and len(clean) == 297
     assert (report.n_rows, report.n_rejected) == (300, 3)
     assert report.share == pytest.approx(0.01)

@@ -25,7 +25,7 @@ import pandas as pd
 from metapredict import registry, schema
 from metapredict.cohort_io import read_table
 from metapredict.evaluation import TaskData, prepare
-from metapredict.pipeline import LIGHTGBM, LoadedCohort, _cohort_model, frame_digest, run_training
+from metapredict.pipeline import LIGHTGBM, LoadedCohort, cohort_model, frame_digest, run_training
 from metapredict.predictor import Predictor
 from metapredict.registry import promotion
 from metapredict.retraining import bootstrap, drift, gate
@@ -120,7 +120,7 @@ def validate_rows(
 
 def _load(data: Path) -> tuple[LoadedCohort | None, RejectionReport]:
     frame = read_table(data)
-    clean, report = validate_rows(frame, _cohort_model(frame))
+    clean, report = validate_rows(frame, cohort_model(frame))
     if clean is None:
         return None, report
     clean = clean.reset_index(drop=True)
