@@ -62,9 +62,18 @@ def parse_json(body: bytes) -> tuple[Any, bool]:
     except orjson.JSONDecodeError:
         pass
     try:  # the standard library accepts NaN / Infinity, which we then refuse per field
-        return json.loads(body), True
+        document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RequestRejected(400, f"malformed JSON: {err}") from err
+    except RecursionError as err:  # orjson stops at depth 1024; so must we, politely
+        raise RequestRejected(400, "malformed JSON: nested too deeply") from err
+    try:  # it also accepts unpaired surrogates (\ud800), which no response could echo
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RequestRejected(400, "malformed JSON: unpaired UTF-16 surrogate in a string") from err
+    except RecursionError as err:
+        raise RequestRejected(400, "malformed JSON: nested too deeply") from err
+    return document, True
 
 
 def _rule_from_pydantic(err: Any) -> str:
@@ -90,9 +99,10 @@ def _rule_from_pydantic(err: Any) -> str:
 
 
 def _patient_id(row: Any) -> str | None:
+    """The patient's id to name in an error, if it is a valid one (never a huge string)."""
     if isinstance(row, dict):
         value = row.get(ID_FIELD)
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str) and len(value) <= ID_MAX_LENGTH else None
     return None
 
 
@@ -115,6 +125,16 @@ def _validate_rows_pydantic(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return records
 
 
+def _beyond_float_as_none(value: Any) -> Any:
+    """Integers too large for a float (10**400) make pandas raise; pydantic calls them no number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return None
+    return value
+
+
 def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[dict[str, Any]]:
     errors: list[FieldError] = []
     for i, row in enumerate(rows):
@@ -134,7 +154,10 @@ def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[di
         if name not in frame.columns:
             continue
         raw = frame[name]
-        converted = pd.to_numeric(raw, errors="coerce")
+        try:
+            converted = pd.to_numeric(raw, errors="coerce")
+        except OverflowError:
+            converted = pd.to_numeric(raw.map(_beyond_float_as_none), errors="coerce")
         bad = converted.isna() & raw.notna()
         for i in bad[bad].index:
             errors.append(FieldError(int(i), _patient_id(rows[i]), name, "must be a number"))
