@@ -218,3 +218,19 @@ def test_unknown_config_key_is_refused(tmp_store: Any, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "tropism", "--config", str(config)])
     assert result.exit_code == 2
     assert "num_trees" in result.output
+
+
+def test_a_stale_no_champion_read_cannot_make_a_second_champion(
+    tmp_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first trainings at once: the loser's check saw no champion, the lock sees one."""
+    from metapredict.registry import promotion
+
+    config = tiny_training_config("tropism", n_estimators=10)
+    first = run_training(config, settings=tmp_store)
+    monkeypatch.setattr(promotion, "champion_version", lambda task, settings=None: None)
+    second = run_training(config, settings=tmp_store)
+    assert first.registered.alias == "champion"
+    assert second.registered.alias == "challenger"
+    assert registry.current_version("tropism", "champion", tmp_store) == first.registered.version
+    assert registry.current_version("tropism", "challenger", tmp_store) == second.registered.version

@@ -82,11 +82,19 @@ def pip_requirements() -> list[str]:
 class JobRun:
     """A live MLflow run (parent or child) with typed logging helpers."""
 
-    def __init__(self, run_id: str, task: str, client: Any, experiment_id: str) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        task: str,
+        client: Any,
+        experiment_id: str,
+        settings: StoreSettings | None = None,
+    ) -> None:
         self.run_id = run_id
         self.task = task
         self.client = client
         self.experiment_id = experiment_id
+        self.settings = settings
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         import mlflow
@@ -135,7 +143,7 @@ class JobRun:
             _active(self.run_id),
             mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=True) as run,
         ):
-            yield JobRun(run.info.run_id, self.task, self.client, self.experiment_id)
+            yield JobRun(run.info.run_id, self.task, self.client, self.experiment_id, self.settings)
 
     def log_and_register(
         self, predictor: Predictor, input_example: pd.DataFrame, *, alias: str | None = None
@@ -148,7 +156,6 @@ class JobRun:
         """
         import joblib
         import mlflow
-        from mlflow.exceptions import MlflowException
         from mlflow.models import infer_signature
 
         from metapredict.registry.pyfunc import MetapredictPyfunc
@@ -174,12 +181,20 @@ class JobRun:
         version = str(info.registered_model_version)
         client = self.client
         if alias is None:
-            try:
-                client.get_model_version_by_alias(name, CHAMPION)
-                alias = CHALLENGER
-            except MlflowException:  # no champion yet
+            # The first version becomes champion through the same compare-and-set (under the
+            # registry lock) as a promotion, so two first trainings cannot both claim it.
+            from metapredict.registry.promotion import champion_version, promote_if_unchanged
+
+            if (
+                champion_version(self.task, self.settings) is None
+                and promote_if_unchanged(self.task, version, None, self.settings).promoted
+            ):
                 alias = CHAMPION
-        client.set_registered_model_alias(name, alias, version)
+            else:
+                alias = CHALLENGER
+                client.set_registered_model_alias(name, alias, version)
+        else:
+            client.set_registered_model_alias(name, alias, version)
         client.set_model_version_tag(name, version, "schema_version", predictor.schema_version)
         logger.info("registered %s version %s as @%s", name, version, alias)
         return RegisteredVersion(name, version, alias, self.run_id, f"models:/{name}/{version}")
@@ -228,6 +243,6 @@ def start_job_run(
     client, _, root = connect(settings)
     exp = experiment_id(client, task, root)
     with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
-        job = JobRun(run.info.run_id, task, client, exp)
+        job = JobRun(run.info.run_id, task, client, exp, settings)
         job.set_tags({**tags, "git_commit": git_commit()})
         yield job
