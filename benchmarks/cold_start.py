@@ -8,6 +8,8 @@ Run alone: ``python -m benchmarks.cold_start [--quick]``.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 from benchmarks.common import (
     METAPREDICT_READY,
     MLFLOW_READY,
+    REPO,
     PartOptions,
     Report,
     Server,
@@ -29,11 +32,61 @@ from benchmarks.common import (
     options,
     parser,
     served_store,
+    store_env,
     work_dir,
 )
 
 GOAL = 0.5
 MLFLOW = "mlflow models serve (/ping)"
+
+#: Start-up phases of ``metapredict serve``, timed in a fresh interpreter (one JSON line out).
+PROFILE_SCRIPT = """
+import json, time
+t = [time.perf_counter()]
+import sklearn.base, pandas, pandera.pandas  # noqa: the scientific stack the models need
+t.append(time.perf_counter())
+import serving.app
+from serving.settings import ServingSettings
+t.append(time.perf_counter())
+app = serving.app.create_app(ServingSettings(poll_seconds=0))
+t.append(time.perf_counter())
+import mlflow
+from metapredict import registry
+t.append(time.perf_counter())
+registry.current_version("tropism")
+t.append(time.perf_counter())
+registry.load("tropism"); registry.load("dormancy")
+t.append(time.perf_counter())
+print(json.dumps([b - a for a, b in zip(t, t[1:])]))
+"""
+PHASES = (
+    "import scikit-learn, pandas, pandera (needed to unpickle and validate)",
+    "import the service (FastAPI, LightGBM, metapredict)",
+    "create_app (request model, OpenAPI examples)",
+    "import mlflow",
+    "first registry query (MLflow client, SQLite store checks)",
+    "load both champions (download artifacts, unpickle)",
+)
+
+
+def startup_profile(store_dir: Path, repeats: int) -> list[Spread]:
+    """Median seconds per start-up phase of ``metapredict serve`` (``PHASES``)."""
+    env = store_env(store_dir)
+    runs: list[list[float]] = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", PROFILE_SCRIPT],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return [Spread.of([r[i] for r in runs]) for i in range(len(PHASES))]
+
+
 METAPREDICT = "metapredict serve (/health/ready)"
 
 
@@ -49,6 +102,7 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
     if have_mp:
         kinds.append((METAPREDICT, metapredict_server, METAPREDICT_READY))
     seconds: dict[str, list[float]] = {k[0]: [] for k in kinds}
+    profile: list[Spread] = []
     memory: dict[str, list[float]] = {k[0]: [] for k in kinds}
     store_opts = PartOptions(opts.quick, opts.out, store or opts.store, opts.command)
     with served_store(store_opts, log=log) as store_dir, work_dir("metapredict-bench-cold-") as tmp:
@@ -63,6 +117,8 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
                     seconds[name].append(elapsed)
                     memory[name].append(rss)
                 log(f"  cold start {name}: {elapsed:.2f} s{'' if r >= warm else ' (warm-up)'}")
+        if have_mp:
+            profile = startup_profile(store_dir, repeats)
 
     spreads = {k: Spread.of(v) for k, v in seconds.items()}
     report.add(
@@ -86,8 +142,10 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
                 met,
                 ""
                 if met
-                else "not yet profiled; metapredict serve imports mlflow and loads both "
-                "champions through the registry before it is ready",
+                else "see 'Where metapredict's start-up time goes': importing the scientific "
+                "stack (scikit-learn is needed to unpickle the estimators) and MLflow's first "
+                "SQLite store query take most of it; a scikit-learn-free serving artifact would "
+                "remove the largest share",
             )
         )
     else:
@@ -99,6 +157,21 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
                 None,
                 "metapredict serve not available in this checkout",
             )
+        )
+    if have_mp:
+        total = sum(p.median for p in profile)
+        report.add(
+            "Where metapredict's start-up time goes",
+            md_table(
+                ["phase (fresh interpreter, in order)", "seconds", "share"],
+                [
+                    (name, p.fmt(2), f"{p.median / total:.0%}")
+                    for name, p in zip(PHASES, profile, strict=True)
+                ],
+            )
+            + "\n\nThe rest of the time to ready is the interpreter and uvicorn start-up. "
+            "Phases are timed by a script that does what `metapredict serve` does before it "
+            "answers `/health/ready`.",
         )
     report.add(
         "Method",

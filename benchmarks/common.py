@@ -269,11 +269,14 @@ def store_settings(directory: Path) -> Any:
 
 def store_env(directory: Path) -> dict[str, str]:
     """Environment for a subprocess using the store in ``directory`` (venv bin first on PATH)."""
-    env = dict(os.environ)
+    # MLflow exports the last store this process connected to as MLFLOW_TRACKING_URI and
+    # MLFLOW_REGISTRY_URI; a server must never inherit another store's registry.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "METAPREDICT_"))}
     uri = f"sqlite:///{directory / 'mlflow.db'}"
     env["METAPREDICT_TRACKING_URI"] = uri
     env["METAPREDICT_ARTIFACT_ROOT"] = str(directory / "artifacts")
     env["MLFLOW_TRACKING_URI"] = uri
+    env["MLFLOW_REGISTRY_URI"] = uri
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -289,11 +292,14 @@ def training_config(
 ) -> Any:
     """The packaged config for ``task`` with selected overrides."""
     from metapredict.training_config import (
+        TASKS,
         DormancyConfig,
         TropismConfig,
         load_training_config,
     )
 
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     raw = load_training_config(task).model_dump()
     if patients is not None:
         raw["data"]["simulate_patients"] = patients

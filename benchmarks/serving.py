@@ -174,11 +174,19 @@ def _predictions(payload: bytes) -> np.ndarray | None:
         return None
 
 
+def _keys(payload: bytes | None) -> list[str]:
+    try:
+        return list(json.loads(payload or b"")["predictions"][0])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return []
+
+
 def check_endpoints(ports: dict[str, int]) -> list[str]:
     """Each endpoint answers 200; both /invocations give the same probabilities."""
     notes = []
     columns, rows = patient_rows(5)
     answers: dict[str, np.ndarray | None] = {}
+    answers_raw: dict[str, bytes] = {}
     for ep in ENDPOINTS:
         if ep.server not in ports:
             continue
@@ -187,6 +195,7 @@ def check_endpoints(ports: dict[str, int]) -> list[str]:
             raise RuntimeError(f"{ep.label} answered {status}: {payload[:300]!r}")
         if ep.style == "split":
             answers[ep.label] = _predictions(payload)
+            answers_raw[ep.label] = payload
     a, b = answers.get(MLFLOW_INV), answers.get(MP_INV)
     if a is not None and b is not None and a.shape == b.shape:
         diff = float(np.max(np.abs(a - b)))
@@ -195,7 +204,12 @@ def check_endpoints(ports: dict[str, int]) -> list[str]:
             f"(max |difference| {diff:.1e})."
         )
         if diff > 1e-6:
-            raise RuntimeError(f"the two servers disagree (max |difference| {diff})")
+            raise RuntimeError(
+                f"the two servers disagree (max |difference| {diff}); "
+                f"mlflow: {np.round(a, 4).tolist()}; metapredict: {np.round(b, 4).tolist()}; "
+                f"mlflow keys: {_keys(answers_raw.get(MLFLOW_INV))}; "
+                f"metapredict keys: {_keys(answers_raw.get(MP_INV))}"
+            )
     return notes
 
 
