@@ -69,6 +69,16 @@ PHASES = (
 )
 
 
+def _profile_note(profile: list[Spread]) -> str:
+    """The largest start-up phases, from the measured profile."""
+    if not profile:
+        return "no start-up profile (metapredict serve not available)"
+    total = sum(p.median for p in profile)
+    ranked = sorted(zip(PHASES, profile, strict=True), key=lambda x: -x[1].median)[:3]
+    listed = "; ".join(f"{name}: {p.median:.2f} s ({p.median / total:.0%})" for name, p in ranked)
+    return f"largest start-up phases (see 'Where metapredict's start-up time goes'): {listed}"
+
+
 def startup_profile(store_dir: Path, repeats: int) -> list[Spread]:
     """Median seconds per start-up phase of ``metapredict serve`` (``PHASES``)."""
     env = store_env(store_dir)
@@ -140,12 +150,7 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
                 f"<= {GOAL}x",
                 f"{ratios.fmt(2)}x ({spreads[METAPREDICT].fmt(2)} s vs {spreads[MLFLOW].fmt(2)} s)",
                 met,
-                ""
-                if met
-                else "see 'Where metapredict's start-up time goes': importing the scientific "
-                "stack (scikit-learn is needed to unpickle the estimators) and MLflow's first "
-                "SQLite store query take most of it; a scikit-learn-free serving artifact would "
-                "remove the largest share",
+                "" if met else _profile_note(profile),
             )
         )
     else:
