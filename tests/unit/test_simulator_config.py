@@ -89,7 +89,8 @@ def test_every_effect_in_biology_table_is_planted() -> None:
 
 
 _DEFAULT_EFFECTS = all_effects(default_config())
-#: Defaults outside biology.md's band, reported to the simulator's owner rather than changed here.
+
+
 @pytest.mark.parametrize("where", list(_DEFAULT_EFFECTS))
 def test_default_effect_sizes_lie_in_the_literature_band(where: str) -> None:
     low, high = LITERATURE_BAND
