@@ -53,6 +53,12 @@ def patient_model() -> type[BaseModel]:
 
 
 def example_patient() -> dict[str, Any]:
+    """A valid example for the OpenAPI docs (a synthetic patient); a fresh copy each call."""
+    return dict(_example_patient())
+
+
+@cache
+def _example_patient() -> dict[str, Any]:
     """A valid example for the OpenAPI docs (a synthetic patient)."""
     from metapredict.simulator import default_config, simulate_cohort
 
