@@ -10,9 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metapredict.metrics import HORIZONS
-
-Task = Literal["tropism", "dormancy"]
-TASKS: tuple[Task, ...] = ("tropism", "dormancy")
+from metapredict.tasks import TASKS as TASKS
+from metapredict.tasks import Task as Task
 
 
 class _Strict(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import typer
 from rich.logging import RichHandler
@@ -22,6 +23,9 @@ app = typer.Typer(
 def _main(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logging."),
 ) -> None:
+    # MLflow's usage telemetry would send reports over the network; off unless the user asks
+    # (MLFLOW_DISABLE_TELEMETRY=false). Child processes (the UI, `mlflow run`) inherit it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",

@@ -5,20 +5,17 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from metapredict import schema
-from metapredict.cohort_io import write_parquet_atomic
-from metapredict.cohorts.build import JoinReport, assemble, validate
-from metapredict.cohorts.cbioportal import load_cbioportal
-from metapredict.cohorts.cibersort import read_immune_table
-from metapredict.cohorts.clinical import ClinicalData
 from metapredict.cohorts.errors import CohortInputError
-from metapredict.cohorts.mapping import apply_mapping, load_mapping
+
+if TYPE_CHECKING:
+    from metapredict.cohorts.build import JoinReport
+    from metapredict.cohorts.clinical import ClinicalData
 
 app = typer.Typer(
     help="Build cohorts from real data (CIBERSORT tables + cBioPortal or mapped clinical files).",
@@ -94,6 +91,13 @@ def build(
     ] = None,
 ) -> None:
     """Join an immune table with clinical follow-up, validate and write a cohort Parquet."""
+    from metapredict import schema
+    from metapredict.cohort_io import write_parquet_atomic
+    from metapredict.cohorts.build import assemble, validate
+    from metapredict.cohorts.cbioportal import load_cbioportal
+    from metapredict.cohorts.cibersort import read_immune_table
+    from metapredict.cohorts.mapping import apply_mapping, load_mapping
+
     console = Console(stderr=True)
     if mapping is not None and sample_clinical is not None:
         console.print(

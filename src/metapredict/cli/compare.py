@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from metapredict.training_config import Task
+from metapredict.tasks import Task
 
 #: Columns per task: (header, metric logged by the training run).
 KEY_METRICS: dict[str, tuple[tuple[str, str], ...]] = {

@@ -5,19 +5,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from metapredict import schema
-from metapredict.cohorts.deconvolution import MAX_PERMUTATIONS, results_table
-from metapredict.cohorts.deconvolution import deconvolve as run_deconvolution
-from metapredict.cohorts.errors import CohortInputError
-from metapredict.cohorts.expression import prepare_expression, prepare_signature, read_matrix
-from metapredict.cohorts.signatures import read_gmt, score_gene_sets
+from metapredict.cohorts import MAX_PERMUTATIONS, CohortInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: How many missing signature genes the summary names (all are counted).
 _SHOW_GENES = 10
@@ -61,6 +58,12 @@ def deconvolve(
     ] = None,
 ) -> None:
     """Estimate LM22-style immune fractions per sample (CIBERSORT's nu-SVR method)."""
+    from metapredict import schema
+    from metapredict.cohorts.deconvolution import deconvolve as run_deconvolution
+    from metapredict.cohorts.deconvolution import results_table
+    from metapredict.cohorts.expression import prepare_expression, prepare_signature, read_matrix
+    from metapredict.cohorts.signatures import read_gmt, score_gene_sets
+
     console = Console(stderr=True)
     if out.suffix.lower() not in {".txt", ".tsv", ".csv"}:
         console.print("[red]error:[/red] --out must end in .txt, .tsv or .csv")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from metapredict.training_config import Task
+from metapredict.tasks import Task
 
 EXIT_ERROR = 1
 EXIT_BAD_CONFIG = 2

@@ -13,23 +13,29 @@ def serve(
     ),
 ) -> None:
     """Serve both champions over HTTP (docs at /docs)."""
-    import uvicorn
-
-    from serving.app import create_app
+    from metapredict.registry.fetch import Prefetch
     from serving.settings import ServingSettings
 
     overrides: dict[str, object] = {"host": host, "port": port}
     if poll_seconds is not None:
         overrides["poll_seconds"] = poll_seconds
     settings = ServingSettings(**overrides)  # type: ignore[arg-type]
-    typer.echo(f"metapredict serving on http://{host}:{port} (docs: http://{host}:{port}/docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        workers=1,
-        access_log=False,
-        log_level="info",
-        loop="auto",
-        http="auto",
-    )
+    # Ask the registry for the champions in a child process now, so MLflow's start-up runs on
+    # the other core while this process imports the service's stack.
+    with Prefetch(settings.tasks, settings.alias, settings) as prefetch:
+        import uvicorn
+
+        from serving.app import create_app
+
+        app = create_app(settings, startup_loader=prefetch.load, startup_probe=prefetch.version)
+        typer.echo(f"metapredict serving on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            workers=1,
+            access_log=False,
+            log_level="info",
+            loop="auto",
+            http="auto",
+        )

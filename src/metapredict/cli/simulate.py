@@ -9,10 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from metapredict import schema
-from metapredict.cohort_io import write_parquet_atomic
-from metapredict.simulator import load_config, score_oracle, simulate_cohort
-
 
 def simulate(
     patients: int = typer.Option(5000, "--patients", "-n", min=1, help="Number of patients."),
@@ -23,6 +19,10 @@ def simulate(
     ),
 ) -> None:
     """Simulate a cohort from the literature-grounded generative model and write it as Parquet."""
+    from metapredict import schema
+    from metapredict.cohort_io import write_parquet_atomic
+    from metapredict.simulator import load_config, score_oracle, simulate_cohort
+
     console = Console(stderr=True)
     try:
         sim_config = load_config(config)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from metapredict.training_config import Task
+from metapredict.tasks import Task
 
 KEY_METRICS = {
     "tropism": ("macro_auroc", "macro_auprc", "macro_brier", "macro_calibration_error"),

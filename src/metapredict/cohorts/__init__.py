@@ -19,6 +19,11 @@ from training, serving or the registry.
 
 from __future__ import annotations
 
+from typing import Final
+
 from metapredict.cohorts.errors import CohortInputError
 
-__all__ = ["CohortInputError"]
+#: Upper bound on ``permutations`` of ``deconvolve`` (each costs three SVR fits).
+MAX_PERMUTATIONS: Final = 10_000
+
+__all__ = ["MAX_PERMUTATIONS", "CohortInputError"]

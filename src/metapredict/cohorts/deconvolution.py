@@ -31,15 +31,13 @@ from joblib import Parallel, delayed
 from numpy.typing import NDArray
 from sklearn.svm import NuSVR
 
-from metapredict.cohorts.errors import CohortInputError
+from metapredict.cohorts import MAX_PERMUTATIONS, CohortInputError
 
 logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
 NUS: Final = (0.25, 0.5, 0.75)
-#: Upper bound on ``permutations`` (each costs three SVR fits).
-MAX_PERMUTATIONS: Final = 10_000
 #: Refuse when fewer than this share of signature genes are in the expression matrix.
 MIN_GENE_OVERLAP: Final = 0.5
 
