@@ -50,8 +50,12 @@ def create_app(
     *,
     loader: Loader | None = None,
     version_probe: VersionProbe | None = None,
+    startup_loader: Loader | None = None,
+    startup_probe: VersionProbe | None = None,
 ) -> FastAPI:
-    """Build the service. ``loader`` / ``version_probe`` replace the registry in tests."""
+    """Build the service. ``loader`` / ``version_probe`` replace the registry in tests;
+    ``startup_loader`` / ``startup_probe``, when given, serve the first load only (``metapredict
+    serve`` passes a :class:`~metapredict.registry.fetch.Prefetch` begun before its imports)."""
     settings = settings or get_serving_settings()
     telemetry = Telemetry()
 
@@ -67,6 +71,8 @@ def create_app(
             loader=loader or _registry_loader,
             version_probe=version_probe or _registry_probe,
             on_change=on_change,
+            startup_loader=startup_loader,
+            startup_probe=startup_probe,
         )
         app.state.store = store
         await asyncio.to_thread(store.load_initial)

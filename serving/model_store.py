@@ -87,10 +87,14 @@ class ModelStore:
         loader: Loader,
         version_probe: VersionProbe,
         on_change: Callable[[ModelSet], None] | None = None,
+        startup_loader: Loader | None = None,
+        startup_probe: VersionProbe | None = None,
     ) -> None:
         self.settings = settings
         self._loader = loader
         self._probe = version_probe
+        self._startup_loader = startup_loader or loader
+        self._startup_probe = startup_probe or version_probe
         self._on_change = on_change
         self._current = ModelSet(MappingProxyType({}), MappingProxyType({}))
         self._lock = asyncio.Lock()
@@ -113,20 +117,38 @@ class ModelStore:
             self._on_change(self._current)
 
     def load_initial(self) -> None:
-        """Load every task's model (start-up). An incompatible model stops the service."""
+        """Load every task's model (start-up). An incompatible model stops the service.
+
+        Uses the start-up loader and probe when given (e.g. a registry prefetch begun before
+        the service's imports); reloads always use the regular ones.
+        """
         for task in self.settings.tasks:
-            result = self._load_task(task, force=True, raise_incompatible=True)
+            result = self._load_task(
+                task,
+                force=True,
+                raise_incompatible=True,
+                loader=self._startup_loader,
+                probe=self._startup_probe,
+            )
             self.last_reload[task] = result
             log = logger.warning if result.status in {"failed", "missing"} else logger.info
             log("%s: %s", task, result.message)
 
-    def _load_task(self, task: str, *, force: bool, raise_incompatible: bool) -> ReloadResult:
+    def _load_task(
+        self,
+        task: str,
+        *,
+        force: bool,
+        raise_incompatible: bool,
+        loader: Loader | None = None,
+        probe: VersionProbe | None = None,
+    ) -> ReloadResult:
         from metapredict.registry import ModelNotFoundError
 
         alias = self.settings.alias
         current = self._current.get(task)
         try:
-            version = self._probe(task, alias, self.settings)
+            version = (probe or self._probe)(task, alias, self.settings)
         except ModelNotFoundError as err:
             return ReloadResult(task, "missing", None, str(err))
         except Exception as err:
@@ -134,7 +156,7 @@ class ModelStore:
         if not force and current is not None and current.info.version == version:
             return ReloadResult(task, "unchanged", version, f"version {version} already loaded")
         try:
-            predictor = self._loader(task, alias, self.settings)
+            predictor = (loader or self._loader)(task, alias, self.settings)
             check_compatible(predictor)
         except IncompatibleModelError as err:
             if raise_incompatible:

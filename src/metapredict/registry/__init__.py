@@ -1,8 +1,14 @@
 """The only part of metapredict that imports mlflow: tracking, registration, aliases, loading.
 
 Everything is reached through functions taking :class:`~metapredict.settings.StoreSettings`;
-nothing touches MLflow at import.
+nothing touches MLflow at import. The tracking names (which need pandas and matplotlib) are
+imported on first use, so a process that only loads models stays light.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from metapredict.registry.loader import ModelNotFoundError, current_version, load
 from metapredict.registry.store import (
@@ -11,7 +17,11 @@ from metapredict.registry.store import (
     REFERENCE_PROFILE_ARTIFACT,
     model_name,
 )
-from metapredict.registry.tracking import JobRun, RegisteredVersion, start_job_run
+
+if TYPE_CHECKING:
+    from metapredict.registry.tracking import JobRun, RegisteredVersion, start_job_run
+
+_LAZY = {"JobRun": "tracking", "RegisteredVersion": "tracking", "start_job_run": "tracking"}
 
 __all__ = [
     "CHALLENGER",
@@ -25,3 +35,9 @@ __all__ = [
     "model_name",
     "start_job_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"metapredict.registry.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,14 +1,24 @@
-"""Loading a registered model natively (no pyfunc on the hot path)."""
+"""Loading a registered model natively (no pyfunc on the hot path).
+
+Loading is two steps: :func:`fetch` asks the registry which version an alias names and
+downloads that version's predictor artifact (MLflow only), and :func:`open_fetched` unpickles it
+(no MLflow). :func:`load` does both; a server's start-up runs the first step in a child process
+(:mod:`metapredict.registry.fetch`) while it imports its own stack.
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from metapredict.predictor import ModelInfo, Predictor
 from metapredict.registry.store import CHAMPION, PREDICTOR_FILE, connect, model_name
 from metapredict.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from metapredict.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -17,52 +27,87 @@ class ModelNotFoundError(LookupError):
     """No model version carries the requested alias."""
 
 
-def current_version(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None) -> str:
-    """The version number the alias points at (cheap; used to poll for a new champion)."""
+@dataclass(frozen=True)
+class FetchedModel:
+    """A registered version's predictor artifact, downloaded to ``predictor_path``."""
+
+    task: str
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    predictor_path: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _version_by_alias(client: Any, task: str, alias: str, uri: str) -> Any:
     from mlflow.exceptions import MlflowException
 
-    client, uri, _ = connect(settings)
-    try:
-        return str(client.get_model_version_by_alias(model_name(task), alias).version)  # type: ignore[attr-defined]
-    except MlflowException as err:
-        raise ModelNotFoundError(
-            f"no model '{model_name(task)}' with alias '{alias}' in {uri}; "
-            f"train one first: metapredict train {task}"
-        ) from err
-
-
-def load(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None) -> Predictor:
-    """The native predictor of ``models:/metapredict-<task>@<alias>``, with its metadata."""
-    import joblib
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    client, uri, _ = connect(settings)
     name = model_name(task)
     try:
-        version = client.get_model_version_by_alias(name, alias)  # type: ignore[attr-defined]
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException as err:
         raise ModelNotFoundError(
             f"no model '{name}' with alias '{alias}' in {uri}; "
             f"train one first: metapredict train {task}"
         ) from err
-    with tempfile.TemporaryDirectory(prefix="metapredict-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version.version}/artifacts/{PREDICTOR_FILE}",
-            dst_path=tmp,
-        )
-        predictor = joblib.load(Path(local))
-    if not isinstance(predictor, Predictor) or predictor.task != task:
-        raise ModelNotFoundError(f"{name} version {version.version} is not a {task} predictor")
+
+
+def current_version(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None) -> str:
+    """The version number the alias points at (cheap; used to poll for a new champion)."""
+    client, uri, _ = connect(settings)
+    return str(_version_by_alias(client, task, alias, uri).version)
+
+
+def fetch(task: str, alias: str, settings: StoreSettings | None, dest: Path) -> FetchedModel:
+    """Resolve ``models:/metapredict-<task>@<alias>`` and download its predictor into ``dest``."""
+    import mlflow
+
+    client, uri, _ = connect(settings)
+    version = _version_by_alias(client, task, alias, uri)
+    name = model_name(task)
+    dest.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version.version}/artifacts/{PREDICTOR_FILE}",
+        dst_path=str(dest),
+    )
     run_metrics: dict[str, float] = {}
     if version.run_id:
         run_metrics = dict(client.get_run(version.run_id).data.metrics)  # type: ignore[attr-defined]
-    predictor.info = ModelInfo(
+    return FetchedModel(
+        task=task,
         name=name,
         version=str(version.version),
         alias=alias,
         run_id=str(version.run_id or ""),
+        predictor_path=str(local),
         metrics=run_metrics,
     )
-    logger.info("loaded %s version %s (@%s)", name, version.version, alias)
+
+
+def open_fetched(fetched: FetchedModel) -> Predictor:
+    """Unpickle a fetched predictor and attach where it came from."""
+    import joblib
+
+    from metapredict.predictor import ModelInfo, Predictor
+
+    predictor = joblib.load(Path(fetched.predictor_path))
+    if not isinstance(predictor, Predictor) or predictor.task != fetched.task:
+        raise ModelNotFoundError(
+            f"{fetched.name} version {fetched.version} is not a {fetched.task} predictor"
+        )
+    predictor.info = ModelInfo(
+        name=fetched.name,
+        version=fetched.version,
+        alias=fetched.alias,
+        run_id=fetched.run_id,
+        metrics=dict(fetched.metrics),
+    )
+    logger.info("loaded %s version %s (@%s)", fetched.name, fetched.version, fetched.alias)
     return predictor
+
+
+def load(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None) -> Predictor:
+    """The native predictor of ``models:/metapredict-<task>@<alias>``, with its metadata."""
+    with tempfile.TemporaryDirectory(prefix="metapredict-model-") as tmp:
+        return open_fetched(fetch(task, alias, settings, Path(tmp)))

@@ -1,0 +1,91 @@
+"""Loading the champions through a child process (``metapredict serve``'s start-up path)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from metapredict import registry
+from metapredict.cli import app as cli_app
+from metapredict.registry.fetch import Prefetch
+from metapredict.settings import StoreSettings
+from metapredict.simulator import default_config, simulate_cohort
+from tests.support import TrainedStore
+
+pytestmark = pytest.mark.slow
+
+TASKS = ("tropism", "dormancy")
+
+
+def _frame() -> Any:
+    return simulate_cohort(40, 5, default_config())
+
+
+def test_prefetch_loads_what_the_registry_names(trained_store: TrainedStore) -> None:
+    settings = trained_store.settings
+    with Prefetch(TASKS, "champion", settings) as prefetch:
+        for task in TASKS:
+            expected = registry.load(task, "champion", settings)
+            assert prefetch.version(task, "champion", settings) == expected.info.version
+            predictor = prefetch.load(task, "champion", settings)
+            assert predictor.info == expected.info
+            assert predictor.task == task
+            np.testing.assert_array_equal(
+                predictor.predict(_frame()).to_numpy(), expected.predict(_frame()).to_numpy()
+            )
+            assert not (prefetch.download_dir / task).exists()
+        download_dir = prefetch.download_dir
+    assert not download_dir.exists()
+
+
+def test_prefetch_names_a_missing_model(tmp_store: StoreSettings) -> None:
+    with (
+        Prefetch(("tropism",), "champion", tmp_store) as prefetch,
+        pytest.raises(registry.ModelNotFoundError, match="train one first"),
+    ):
+        prefetch.version("tropism", "champion", tmp_store)
+
+
+def test_prefetch_falls_back_to_this_process_when_the_child_does_not_answer(
+    trained_store: TrainedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = trained_store.settings
+    with (
+        caplog.at_level(logging.WARNING, logger="metapredict.registry.fetch"),
+        Prefetch(("tropism",), "champion", settings, timeout=0) as prefetch,
+    ):
+        predictor = prefetch.load("tropism", "champion", settings)
+    assert predictor.info == registry.load("tropism", "champion", settings).info
+    assert "did not answer in time; loading in this process instead" in caplog.text
+
+
+def test_serve_command_starts_with_both_champions(
+    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`metapredict serve` up to uvicorn: the app it builds is ready with the registry's models."""
+    import uvicorn
+
+    settings = trained_store.settings
+    monkeypatch.setenv("METAPREDICT_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("METAPREDICT_ARTIFACT_ROOT", settings.artifact_root)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    seen: dict[str, Any] = {}
+
+    def run(app: Any, **kwargs: Any) -> None:
+        seen["kwargs"] = kwargs
+        with TestClient(app) as client:
+            seen["ready"] = client.get("/health/ready").status_code
+            seen["models"] = client.get("/v1/models").json()
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    result = CliRunner().invoke(cli_app, ["serve", "--port", "8765", "--poll-seconds", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen["kwargs"]["host"] == "127.0.0.1" and seen["kwargs"]["port"] == 8765
+    assert seen["ready"] == 200
+    versions = {task: model["version"] for task, model in seen["models"]["models"].items()}
+    assert versions == {t: registry.current_version(t, "champion", settings) for t in TASKS}
