@@ -277,6 +277,8 @@ def store_env(directory: Path) -> dict[str, str]:
     env["METAPREDICT_ARTIFACT_ROOT"] = str(directory / "artifacts")
     env["MLFLOW_TRACKING_URI"] = uri
     env["MLFLOW_REGISTRY_URI"] = uri
+    # Both servers alike: no usage telemetry (metapredict's CLI turns it off by default).
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
