@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metapredict.metrics import HORIZONS
 from metapredict.models.boosting import booster_params, train_booster
-from metapredict.models.fast_rows import CONTRIB, NORMAL, FastRowCache, fast_rows
+from metapredict.models.fast_rows import CONTRIB, NORMAL, FastRowCache, fast_rows, predict_rows
 
 FloatArray = NDArray[np.float64]
 
@@ -113,6 +113,10 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             cache = self._rows = FastRowCache()
         return cache
 
+    def _fitted(self) -> None:
+        if "booster_" not in self.__dict__:  # check_is_fitted costs microseconds per call
+            check_is_fitted(self, "booster_")
+
     def fit(self, X: ArrayLike, y: Any) -> Self:
         # Fast handles point into the boosters being replaced: drop them before refitting.
         self.__dict__.pop("_rows", None)
@@ -161,14 +165,15 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         self, X: ArrayLike, *, upto_months: float | None = None, num_threads: int = 0
     ) -> FloatArray:
         """Per-interval hazard, (n, intervals) up to ``upto_months`` (default: max)."""
-        check_is_fitted(self, "booster_")
+        self._fitted()
         small = fast_rows(X, self.n_features_in_)
         arr = small if small is not None else self._validated(X)
         k = self._n_intervals if upto_months is None else round(upto_months / self.interval_months)
         rows = self._expand(arr, k)
         if small is not None:
             fast = self._row_cache().get(0, self.booster_, NORMAL, rows.shape[1])
-            h = np.array([fast(row)[0] for row in rows])
+            h = np.empty((rows.shape[0], 1, 1))
+            predict_rows((fast,), rows, h)
         else:
             h = np.asarray(self.booster_.predict(rows, num_threads=num_threads))
         result: FloatArray = np.asarray(h).reshape(arr.shape[0], k)
@@ -203,7 +208,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
 
         Shape (n, n_features + 1); the last entry is the bias (which absorbs the time term).
         """
-        check_is_fitted(self, "booster_")
+        self._fitted()
         small = fast_rows(X, self.n_features_in_)
         arr = small if small is not None else self._validated(X)
         rows = np.empty((arr.shape[0], arr.shape[1] + 1))
@@ -211,7 +216,9 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         rows[:, -1] = at_months
         if small is not None:
             fast = self._row_cache().get(0, self.booster_, CONTRIB, rows.shape[1])
-            contrib = np.array([fast(row).copy() for row in rows])
+            contrib = np.empty((rows.shape[0], 1, fast.width))
+            predict_rows((fast,), rows, contrib)
+            contrib = contrib[:, 0, :]
         else:
             contrib = np.asarray(
                 self.booster_.predict(rows, pred_contrib=True, num_threads=num_threads)

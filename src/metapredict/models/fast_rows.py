@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -26,16 +27,21 @@ RAW = basic._C_API_PREDICT_RAW_SCORE
 NORMAL = basic._C_API_PREDICT_NORMAL
 CONTRIB = basic._C_API_PREDICT_CONTRIB
 
+#: Our own function object for the per-row call (``_LIB[name]`` is not lightgbm's cached
+#: attribute), typed so it takes plain integer addresses: no ctypes objects built per row.
+_PREDICT_ROW: Any = _LIB["LGBM_BoosterPredictForMatSingleRowFast"]
+_PREDICT_ROW.argtypes = [ctypes.c_void_p] * 4
+_PREDICT_ROW.restype = ctypes.c_int
+
 
 class FastRowPredictor:
     """One booster, one prediction type, rows of ``n_features`` float64 values."""
 
     def __init__(self, booster: lgb.Booster, predict_type: int, n_features: int) -> None:
         self._handle = ctypes.c_void_p()
-        self._n_features = n_features
-        width = n_features + 1 if predict_type == CONTRIB else 1
-        self._out = np.empty(width, dtype=np.float64)
-        self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self.n_features = n_features
+        self.width = n_features + 1 if predict_type == CONTRIB else 1
+        self._out = np.empty(self.width, dtype=np.float64)
         self._out_len = ctypes.c_int64(0)
         basic._safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
@@ -49,18 +55,23 @@ class FastRowPredictor:
                 ctypes.byref(self._handle),
             )
         )
+        self._handle_address: int = self._handle.value or 0
+        self._out_len_address = ctypes.addressof(self._out_len)
+        self._out_address: int = self._out.ctypes.data
 
     def __call__(self, row: FloatArray) -> FloatArray:
         """Predict one contiguous float64 row; returns a view valid until the next call."""
-        basic._safe_call(
-            _LIB.LGBM_BoosterPredictForMatSingleRowFast(
-                self._handle,
-                row.ctypes.data_as(ctypes.c_void_p),
-                ctypes.byref(self._out_len),
-                self._out_ptr,
-            )
-        )
+        if row.shape != (self.n_features,) or row.dtype != np.float64:
+            raise ValueError(f"expected a float64 row of {self.n_features} values")
+        row = np.ascontiguousarray(row)
+        self._predict_at(row.ctypes.data, self._out_address)
         return self._out
+
+    def _predict_at(self, row_address: int, out_address: int) -> None:
+        """Raw addresses: ``n_features`` float64 in, ``width`` float64 out (callers check)."""
+        basic._safe_call(
+            _PREDICT_ROW(self._handle_address, row_address, self._out_len_address, out_address)
+        )
 
     def __del__(self) -> None:
         if getattr(self, "_handle", None) is not None and self._handle.value:
@@ -90,11 +101,55 @@ class FastRowCache:
             fast = cache[(key, predict_type)] = FastRowPredictor(booster, predict_type, n)
         return fast
 
+    def get_all(
+        self, boosters: Sequence[lgb.Booster], predict_type: int, n: int
+    ) -> tuple[FastRowPredictor, ...]:
+        """One predictor per booster (keys 0, 1, ...), the tuple itself cached."""
+        cache: dict[tuple[int, int], tuple[FastRowPredictor, ...]] | None = getattr(
+            self._local, "groups", None
+        )
+        if cache is None:
+            cache = self._local.groups = {}
+        group = cache.get((predict_type, n))
+        if group is None:
+            group = cache[(predict_type, n)] = tuple(
+                self.get(k, b, predict_type, n) for k, b in enumerate(boosters)
+            )
+        return group
+
     def __getstate__(self) -> dict[str, Any]:
         return {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._local = threading.local()
+
+
+def predict_rows(predictors: Sequence[FastRowPredictor], rows: FloatArray, out: FloatArray) -> None:
+    """``out[i, k, :] = predictors[k](rows[i])`` for every row ``i`` and predictor ``k``.
+
+    ``rows`` (n, n_features) and ``out`` (n, len(predictors), width) are C-contiguous float64
+    arrays; each prediction is written straight into ``out`` (no copy, no per-row ctypes
+    objects): the C call is most of what a row costs.
+    """
+    n = rows.shape[0]
+    for p in predictors:
+        if rows.shape != (n, p.n_features) or out.shape != (n, len(predictors), p.width):
+            raise ValueError(
+                f"rows {rows.shape} / out {out.shape} do not fit a predictor of "
+                f"{p.n_features} features and {p.width} outputs"
+            )
+    if not (
+        rows.dtype == np.float64
+        and out.dtype == np.float64
+        and rows.flags.c_contiguous
+        and out.flags.c_contiguous
+    ):
+        raise ValueError("rows and out must be C-contiguous float64 arrays")
+    rows_at, out_at = rows.ctypes.data, out.ctypes.data
+    row_step, out_row_step, out_step = rows.strides[0], out.strides[0], out.strides[1]
+    for k, p in enumerate(predictors):
+        for i in range(n):
+            p._predict_at(rows_at + i * row_step, out_at + i * out_row_step + k * out_step)
 
 
 def fast_rows(X: Any, n_features: int) -> FloatArray | None:

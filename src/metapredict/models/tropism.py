@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metapredict.models.boosting import Platt, booster_params, choose_calibration, train_booster
-from metapredict.models.fast_rows import CONTRIB, RAW, FastRowCache, fast_rows
+from metapredict.models.fast_rows import CONTRIB, RAW, FastRowCache, fast_rows, predict_rows
 
 FloatArray = NDArray[np.float64]
 
@@ -150,22 +150,30 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self.calibrators_.append(calibrator)
         return self
 
+    def _fitted(self) -> None:
+        if "boosters_" not in self.__dict__:  # check_is_fitted costs microseconds per call
+            check_is_fitted(self, "boosters_")
+
     def _fast(self, X: ArrayLike, predict_type: int) -> FloatArray | None:
         """Per-row fast path for small batches (the HTTP request path)."""
-        check_is_fitted(self, "boosters_")
+        self._fitted()
         arr = fast_rows(X, self.n_features_in_)
         if arr is None:
             return None
         width = arr.shape[1] + 1 if predict_type == CONTRIB else 1
         out = np.empty((arr.shape[0], self.n_outputs_, width))
-        for k, booster in enumerate(self.boosters_):
-            fast = self._row_cache().get(k, booster, predict_type, arr.shape[1])
-            for i in range(arr.shape[0]):
-                out[i, k, :] = fast(arr[i])
+        predictors = self._row_cache().get_all(self.boosters_, predict_type, arr.shape[1])
+        predict_rows(predictors, arr, out)
         return out
 
+    def _calibration(self) -> tuple[FloatArray, FloatArray]:
+        """(slopes, intercepts) of the sites' calibrators, as arrays."""
+        slopes = np.array([c.slope for c in self.calibrators_], dtype=np.float64)
+        intercepts = np.array([c.intercept for c in self.calibrators_], dtype=np.float64)
+        return slopes, intercepts
+
     def _check(self, X: ArrayLike) -> FloatArray:
-        check_is_fitted(self, "boosters_")
+        self._fitted()
         arr: FloatArray = validate_data(
             self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64
         )
@@ -175,8 +183,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """Calibrated log-odds per site, (n, sites)."""
         fast = self._fast(X, RAW)
         if fast is not None:
-            slopes = np.array([c.slope for c in self.calibrators_])
-            intercepts = np.array([c.intercept for c in self.calibrators_])
+            slopes, intercepts = self._calibration()
             result: FloatArray = fast[:, :, 0] * slopes + intercepts
             return result
         arr = self._check(X)
@@ -201,9 +208,9 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """
         fast = self._fast(X, CONTRIB)
         if fast is not None:
-            for k, cal in enumerate(self.calibrators_):
-                fast[:, k, :] *= cal.slope
-                fast[:, k, -1] += cal.intercept
+            slopes, intercepts = self._calibration()
+            fast *= slopes[:, None]  # the same products and sums as site by site
+            fast[:, :, -1] += intercepts
             return fast
         arr = self._check(X)
         out = np.empty((arr.shape[0], self.n_outputs_, arr.shape[1] + 1))
