@@ -98,16 +98,19 @@ class Predictor:
 
         A missing value (None, absent or NaN) is not out of range.
         """
-        names = list(self.feature_ranges)
-        if not names or not records:
-            return [[] for _ in records]
-        values = np.array([[r.get(name) for name in names] for r in records], dtype=float)
-        lo = np.array([self.feature_ranges[n][0] for n in names])
-        hi = np.array([self.feature_ranges[n][1] for n in names])
-        outside = (values < lo) | (values > hi)  # NaN compares False: never flagged
-        if not outside.any():
-            return [[] for _ in records]
-        return [[names[j] for j in np.flatnonzero(row)] for row in outside]
+        # Plain Python: faster than building arrays, for one record as for a thousand.
+        bounds = [(name, float(lo), float(hi)) for name, (lo, hi) in self.feature_ranges.items()]
+        out: list[list[str]] = []
+        for r in records:
+            flagged = []
+            for name, lo, hi in bounds:
+                value = r.get(name)
+                if value is not None:
+                    x = float(value)
+                    if x < lo or x > hi:  # NaN compares False: never flagged
+                        flagged.append(name)
+            out.append(flagged)
+        return out
 
     # -- frames -----------------------------------------------------------------------------
 
