@@ -184,6 +184,19 @@ def test_same_random_state_gives_identical_predictions(data: Data) -> None:
     np.testing.assert_array_equal(first, second)
 
 
+def test_sites_trained_in_parallel_give_the_same_model_as_one_by_one() -> None:
+    X, Y = _two_sites(400, seed=2)
+    Y = np.column_stack([Y, ~Y[:, 0], Y[:, 1] & Y[:, 0]])  # four sites: two threads share them
+    params = {**SMALL, "subsample": 0.7, "random_state": 3, "calibration": "sigmoid"}
+    serial = TropismClassifier(**{**params, "n_jobs": 1}).fit(X, Y)
+    parallel = TropismClassifier(**{**params, "n_jobs": 2}).fit(X, Y)
+    assert [b.model_to_string() for b in parallel.boosters_] == [
+        b.model_to_string() for b in serial.boosters_
+    ]
+    assert parallel.calibrators_ == serial.calibrators_
+    assert len(parallel.boosters_) == 4
+
+
 def test_small_batches_give_the_same_outputs_as_large_ones(
     sigmoid_model: TropismClassifier, data: Data
 ) -> None:

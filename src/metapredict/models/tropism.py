@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -13,7 +14,13 @@ from sklearn.utils import Tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from metapredict.models.boosting import Platt, booster_params, choose_calibration, train_booster
+from metapredict.models.boosting import (
+    SINGLE_THREAD_ROWS,
+    Platt,
+    booster_params,
+    choose_calibration,
+    train_booster,
+)
 from metapredict.models.fast_rows import CONTRIB, RAW, FastRowCache, fast_rows, predict_rows
 
 FloatArray = NDArray[np.float64]
@@ -108,6 +115,26 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             cache = self._rows = FastRowCache()
         return cache
 
+    def _fit_site(self, X: FloatArray, y: NDArray[np.bool_], k: int) -> tuple[lgb.Booster, Platt]:
+        """One site's booster and its calibration (from out-of-fold margins)."""
+        params = self._params(y)
+        calibrator = Platt()
+        if self.calibration != "none" and 0 < y.sum() < y.size:
+            folds = min(self.calibration_folds, int(y.sum()), int((~y).sum()))
+            if folds >= 2:
+                oof = np.empty(y.size)
+                splitter = StratifiedKFold(
+                    n_splits=folds, shuffle=True, random_state=self.random_state
+                )
+                for tr, va in splitter.split(X, y):
+                    b = train_booster(
+                        X[tr], y[tr], params, self.n_estimators, self.categorical_features
+                    )
+                    oof[va] = b.predict(X[va], raw_score=True)
+                calibrator = choose_calibration(oof, y, self.calibration, self.random_state + k)
+        booster = train_booster(X, y, params, self.n_estimators, self.categorical_features)
+        return booster, calibrator
+
     def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         # Fast handles point into the boosters being replaced: drop them before refitting.
         self.__dict__.pop("_rows", None)
@@ -125,29 +152,19 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         Y = _site_labels(Y)
         self.n_outputs_ = Y.shape[1]
         self.classes_ = [np.array([False, True])] * self.n_outputs_
-        self.boosters_: list[lgb.Booster] = []
-        self.calibrators_: list[Platt] = []
-        for k in range(self.n_outputs_):
-            y = Y[:, k]
-            params = self._params(y)
-            calibrator = Platt()
-            if self.calibration != "none" and 0 < y.sum() < y.size:
-                folds = min(self.calibration_folds, int(y.sum()), int((~y).sum()))
-                if folds >= 2:
-                    oof = np.empty(y.size)
-                    splitter = StratifiedKFold(
-                        n_splits=folds, shuffle=True, random_state=self.random_state
-                    )
-                    for tr, va in splitter.split(X_arr, y):
-                        b = train_booster(
-                            X_arr[tr], y[tr], params, self.n_estimators, self.categorical_features
-                        )
-                        oof[va] = b.predict(X_arr[va], raw_score=True)
-                    calibrator = choose_calibration(oof, y, self.calibration, self.random_state + k)
-            self.boosters_.append(
-                train_booster(X_arr, y, params, self.n_estimators, self.categorical_features)
-            )
-            self.calibrators_.append(calibrator)
+        # Sites are independent: on small data each booster trains on one thread (faster than
+        # two, see SINGLE_THREAD_ROWS), so the sites share the n_jobs threads instead. LightGBM
+        # releases the GIL while it trains; every site's model is the same either way.
+        workers = min(self.n_jobs, self.n_outputs_) if X_arr.shape[0] < SINGLE_THREAD_ROWS else 1
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                fitted = list(
+                    pool.map(lambda k: self._fit_site(X_arr, Y[:, k], k), range(Y.shape[1]))
+                )
+        else:
+            fitted = [self._fit_site(X_arr, Y[:, k], k) for k in range(Y.shape[1])]
+        self.boosters_: list[lgb.Booster] = [booster for booster, _ in fitted]
+        self.calibrators_: list[Platt] = [calibrator for _, calibrator in fitted]
         return self
 
     def _fitted(self) -> None:
