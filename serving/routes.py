@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.dependencies.utils import request_params_to_args
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from metapredict import features, schema
@@ -52,7 +56,8 @@ async def get_telemetry(request: Request) -> Telemetry:
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
-ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]
+API_KEY_HEADER = "X-API-Key"
+ApiKeyHeader = Annotated[str | None, Header(alias=API_KEY_HEADER)]
 ExplainQuery = Annotated[
     bool,
     Query(
@@ -60,6 +65,53 @@ ExplainQuery = Annotated[
         "faster for large batches"
     ),
 ]
+
+
+class DirectRoute(APIRoute):
+    """A prediction route that hands its endpoint the few things it needs directly.
+
+    FastAPI solves an endpoint's dependencies on every request: for these routes (the API key
+    check, the store, the settings, one query parameter) that was ~110 us of a ~1 ms
+    single-patient request. This route runs the same ``require_api_key`` first, reads the store
+    and settings from ``app.state`` as ``get_store`` / ``get_settings`` do, and validates a
+    query string, when there is one, with FastAPI's own parameter code (the same values and
+    the same 422s); then it calls the endpoint. The endpoint's signature and the route's
+    ``dependencies`` still declare all of it, so the OpenAPI document is unchanged.
+    ``app.dependency_overrides`` does not apply to these routes, nor would dependencies added
+    when including their router (``create_app`` adds none).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+        queries = list(self.dependant.query_params)
+        declared = set(inspect.signature(endpoint).parameters)
+        calls = {d.call for d in self.dependant.dependencies}
+        if (
+            declared != {"request", "store", "settings", *(q.name for q in queries)}
+            or calls != {require_api_key, get_store, get_settings}
+            or self.dependant.header_params
+            or self.dependant.cookie_params
+            or self.dependant.path_params
+            or self.body_field is not None
+        ):
+            raise TypeError(f"{self.path}: DirectRoute does not know how to call {endpoint}")
+        defaults = {q.name: q.default for q in queries}
+
+        async def handle(request: Request) -> Response:
+            state = request.app.state
+            settings: ServingSettings = state.settings
+            await require_api_key(settings, request.headers.get(API_KEY_HEADER))
+            values = defaults
+            if request.scope.get("query_string"):
+                values, errors = request_params_to_args(queries, request.query_params)
+                if errors:
+                    raise RequestValidationError(errors)
+            response: Response = await endpoint(
+                request=request, store=state.store, settings=settings, **values
+            )
+            return response
+
+        return handle
 
 
 def _same(given: str | None, expected: str) -> bool:
@@ -216,6 +268,7 @@ def build_router() -> APIRouter:
             responses={200: {"model": response_model}, **_ERRORS},
             openapi_extra=_patients_schema(),
             dependencies=predict_deps,
+            route_class_override=DirectRoute,
         )
 
     add_predict_route(
@@ -231,21 +284,6 @@ def build_router() -> APIRouter:
         responses.dormancy_patients,
     )
 
-    @router.post(
-        "/invocations",
-        tags=["mlflow"],
-        summary="MLflow scoring protocol (dataframe_split / dataframe_records)",
-        description=(
-            "Drop-in for `mlflow models serve`: the same body, the same "
-            '`{"predictions": [...]}` answer (one record per patient: site probabilities, or '
-            "risk_36, risk_60, risk_120 and late_relapse). Choose the model with `?task=` "
-            "(default tropism)."
-        ),
-        response_class=JSONBytes,
-        responses=_ERRORS,
-        openapi_extra=_invocations_schema(),
-        dependencies=predict_deps,
-    )
     async def invocations(
         request: Request,
         store: StoreDep,
@@ -271,6 +309,25 @@ def build_router() -> APIRouter:
         return JSONBytes(
             {"predictions": [dict(zip(names, row.tolist(), strict=True)) for row in outputs]}
         )
+
+    router.add_api_route(
+        "/invocations",
+        invocations,
+        methods=["POST"],
+        tags=["mlflow"],
+        summary="MLflow scoring protocol (dataframe_split / dataframe_records)",
+        description=(
+            "Drop-in for `mlflow models serve`: the same body, the same "
+            '`{"predictions": [...]}` answer (one record per patient: site probabilities, or '
+            "risk_36, risk_60, risk_120 and late_relapse). Choose the model with `?task=` "
+            "(default tropism)."
+        ),
+        response_class=JSONBytes,
+        responses=_ERRORS,
+        openapi_extra=_invocations_schema(),
+        dependencies=predict_deps,
+        route_class_override=DirectRoute,
+    )
 
     @router.get("/v1/models", tags=["service"], summary="Loaded models and last reload results")
     async def models(store: StoreDep) -> dict[str, Any]:
