@@ -237,7 +237,7 @@ def build_router() -> APIRouter:
             has_non_finite=non_finite,
         )
         outputs, contributions = await _predict(predictor, records, explain)
-        request.app.state.telemetry.predictions.labels(task).inc(len(records))
+        request.app.state.telemetry.count_predictions(task, len(records))
         return predictor, records, outputs, contributions
 
     def add_predict_route(
@@ -304,7 +304,7 @@ def build_router() -> APIRouter:
             outputs = predictor.predict_matrix(X, num_threads=1)
         else:
             outputs = await run_in_threadpool(predictor.predict_matrix, X)
-        request.app.state.telemetry.predictions.labels(task).inc(len(records))
+        request.app.state.telemetry.count_predictions(task, len(records))
         names = predictor.output_names
         return JSONBytes(
             {"predictions": [dict(zip(names, row.tolist(), strict=True)) for row in outputs]}

@@ -41,6 +41,27 @@ class Telemetry:
             registry=self.registry,
         )
 
+        # Labelled children, looked up once per label set (labels() takes a lock and builds a
+        # key on every call); these metrics are never cleared, so a child stays valid.
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._latency: dict[tuple[str, str, str], Any] = {}
+        self._predictions: dict[str, Any] = {}
+
+    def observe_request(self, route: str, method: str, status: str, seconds: float) -> None:
+        labels = (route, method, status)
+        counter = self._requests.get(labels)
+        if counter is None:
+            counter = self._requests[labels] = self.requests.labels(*labels)
+            self._latency[labels] = self.latency.labels(*labels)
+        counter.inc()
+        self._latency[labels].observe(seconds)
+
+    def count_predictions(self, task: str, patients: int) -> None:
+        counter = self._predictions.get(task)
+        if counter is None:
+            counter = self._predictions[task] = self.predictions.labels(task)
+        counter.inc(patients)
+
     def set_models(self, predictors: dict[str, Predictor]) -> None:
         self.model_info.clear()
         for task, p in predictors.items():
@@ -76,6 +97,9 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            labels = (template, scope.get("method", ""), str(status["code"]))
-            self.telemetry.requests.labels(*labels).inc()
-            self.telemetry.latency.labels(*labels).observe(time.perf_counter() - started)
+            self.telemetry.observe_request(
+                template,
+                scope.get("method", ""),
+                str(status["code"]),
+                time.perf_counter() - started,
+            )
