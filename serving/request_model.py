@@ -7,6 +7,7 @@ NaN and Infinity are refused; unknown fields are refused; ``id`` is optional and
 
 from __future__ import annotations
 
+import operator
 from functools import cache
 from typing import Any, Literal
 
@@ -24,10 +25,16 @@ class _PatientBase(BaseModel):
 
     @model_validator(mode="after")
     def _lm22_sum(self) -> _PatientBase:
-        total = sum(getattr(self, c) for c in schema.lm22_columns())
+        total = sum(_lm22_values()(self))  # left to right in schema order, as ever
         if abs(total - 1.0) > schema.FRACTION_SUM_TOLERANCE:
             raise ValueError(schema.rule_text("lm22_fractions_sum_to_one", None))
         return self
+
+
+@cache
+def _lm22_values() -> operator.attrgetter[Any]:
+    """A patient's LM22 fractions as a tuple, in schema order."""
+    return operator.attrgetter(*schema.lm22_columns())
 
 
 def _field(info: schema.ColumnInfo) -> tuple[Any, Any]:
