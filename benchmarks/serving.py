@@ -352,7 +352,77 @@ PROFILE_STAGES = (
     "predict + TreeSHAP contributions (replaces the line above on /v1)",
     "build the response (top features per site, warnings)",
     "serialise the response (orjson)",
+    "the whole request through the app (FastAPI, middleware, routing; no sockets)",
 )
+#: Index of the whole-request row: it contains the stages above it, so is not added to them.
+WHOLE_REQUEST = len(PROFILE_STAGES) - 1
+
+
+async def _asgi_post(app: Any, path: str, payload: bytes) -> int:
+    """POST ``payload`` to ``path`` through the ASGI ``app``; the response status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def _whole_request_us(store_dir: Path, raw: bytes, repeats: int, n: int) -> Spread:
+    """Microseconds per single-patient POST /v1/predict/tropism through the whole app."""
+    import asyncio
+
+    from benchmarks.common import store_settings
+    from serving.app import create_app
+    from serving.settings import ServingSettings
+
+    store = store_settings(store_dir)
+    app = create_app(
+        ServingSettings(
+            tracking_uri=store.tracking_uri, artifact_root=store.artifact_root, poll_seconds=0
+        )
+    )
+
+    async def measure() -> list[float]:
+        async with app.router.lifespan_context(app):
+            for _ in range(100):
+                status = await _asgi_post(app, "/v1/predict/tropism", raw)
+                if status != 200:
+                    raise RuntimeError(f"the app answered {status} in the profile")
+            runs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    await _asgi_post(app, "/v1/predict/tropism", raw)
+                runs.append((time.perf_counter() - t0) / n * 1e6)
+            return runs
+
+    return Spread.of(asyncio.run(measure()))
 
 
 def request_path_profile(store_dir: Path, repeats: int = 5, n: int = 2000) -> list[Spread]:
@@ -392,15 +462,18 @@ def request_path_profile(store_dir: Path, repeats: int = 5, n: int = 2000) -> li
                 stage()
             runs.append((time.perf_counter() - t0) / n * 1e6)
         out.append(Spread.of(runs))
+    out.append(_whole_request_us(store_dir, raw, repeats, n))
     return out
 
 
 def _profile_summary(profile: list[Spread]) -> str:
     explain = profile[4].median - profile[3].median
-    in_process = sum(p.median for i, p in enumerate(profile) if i != 3) / 1000.0
+    stages = sum(p.median for i, p in enumerate(profile) if i not in (3, WHOLE_REQUEST)) / 1000
+    whole = profile[WHOLE_REQUEST].median / 1000.0
     return (
-        f"in process {in_process:.2f} ms per /v1 request, of which TreeSHAP contributions "
-        f"{explain / 1000.0:.2f} ms; the rest of the latency is HTTP, ASGI and the client"
+        f"in process {whole:.2f} ms per /v1 request through the app, of which the stages "
+        f"{stages:.2f} ms and TreeSHAP contributions {explain / 1000.0:.2f} ms; the rest of the "
+        "latency is HTTP (uvicorn) and the client"
     )
 
 
@@ -503,8 +576,9 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
     if profile:
         report.add(
             "Where a single-patient request spends its time",
-            "In-process cost of each stage of `POST /v1/predict/tropism` for one patient "
-            "(microseconds, median [p10, p90] of 5 x 2,000 calls, servers stopped):\n\n"
+            "In-process cost of each stage of `POST /v1/predict/tropism` for one patient, "
+            "then of the whole request sent to the ASGI app (microseconds, median [p10, p90] "
+            "of 5 x 2,000 calls, servers stopped):\n\n"
             + md_table(
                 ["stage", "us"],
                 [(name, p.fmt(1)) for name, p in zip(PROFILE_STAGES, profile, strict=True)],
