@@ -37,6 +37,19 @@ def test_simulate_writes_a_cohort_the_schema_accepts(cohort_path: Path) -> None:
     assert list(cohort_path.parent.iterdir()) == [cohort_path]  # no temporary file left behind
 
 
+def test_a_long_output_path_is_printed_whole(tmp_path: Path) -> None:
+    """The path in the 'wrote' line can be copied: Rich must not break it at the terminal width."""
+    out = (
+        tmp_path
+        / ("a-directory-name-long-enough-to-pass-the-eighty-column-terminal" * 2)
+        / "c.parquet"
+    )
+    result = simulate("--patients", "50", "--out", str(out))
+
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+
+
 def test_same_seed_gives_a_byte_identical_file(tmp_path: Path) -> None:
     paths = [tmp_path / name for name in ("a.parquet", "b.parquet", "c.parquet")]
     for path, seed in zip(paths, ("3", "3", "4"), strict=True):

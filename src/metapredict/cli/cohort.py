@@ -98,7 +98,7 @@ def build(
     from metapredict.cohorts.cibersort import read_immune_table
     from metapredict.cohorts.mapping import apply_mapping, load_mapping
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if mapping is not None and sample_clinical is not None:
         console.print(
             "[red]error:[/red] --sample-clinical is for cBioPortal files; with "

@@ -58,7 +58,7 @@ def compare(
     if output is OutputFormat.json:
         typer.echo(json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
         return
-    console = Console()
+    console = Console(soft_wrap=True)
     if not versions:
         console.print(f"no registered versions of metapredict-{task}; train one first")
         return

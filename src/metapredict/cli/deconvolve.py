@@ -64,7 +64,7 @@ def deconvolve(
     from metapredict.cohorts.expression import prepare_expression, prepare_signature, read_matrix
     from metapredict.cohorts.signatures import read_gmt, score_gene_sets
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if out.suffix.lower() not in {".txt", ".tsv", ".csv"}:
         console.print("[red]error:[/red] --out must end in .txt, .tsv or .csv")
         raise typer.Exit(2)

@@ -51,7 +51,7 @@ def retrain(
     from metapredict.retraining.job import run_retrain
     from metapredict.training_config import load_training_config
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         retrain_cfg = load_retrain_config(config)
         task_cfg = load_training_config(task, training_config)

@@ -23,7 +23,7 @@ def simulate(
     from metapredict.cohort_io import write_parquet_atomic
     from metapredict.simulator import load_config, score_oracle, simulate_cohort
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         sim_config = load_config(config)
     except ValueError as err:

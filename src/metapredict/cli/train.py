@@ -43,7 +43,7 @@ def train(
     from metapredict.schema import CohortValidationError
     from metapredict.training_config import load_training_config
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if if_missing:
         try:
             version = registry.current_version(task, registry.CHAMPION)
