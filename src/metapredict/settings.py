@@ -24,12 +24,14 @@ def default_tracking_uri() -> str:
 class StoreSettings(BaseSettings):
     """``METAPREDICT_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
     ``sqlite:///<repo>/mlruns/mlflow.db``) and the artifact root (``METAPREDICT_ARTIFACT_ROOT``,
-    default ``artifacts/`` beside the SQLite file)."""
+    default ``artifacts/`` beside the SQLite file). ``METAPREDICT_DIRECT_READ=false`` makes
+    loading always go through MLflow's client, never read a local SQLite registry directly."""
 
     model_config = SettingsConfigDict(env_prefix="METAPREDICT_", extra="ignore")
 
     tracking_uri: str = ""
     artifact_root: str = ""
+    direct_read: bool = True
 
     def resolved_tracking_uri(self) -> str:
         # Under `mlflow run`, MLflow passes its own store as MLFLOW_TRACKING_URI: use it too.

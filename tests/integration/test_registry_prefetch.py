@@ -1,4 +1,4 @@
-"""Loading the champions through a child process (``metapredict serve``'s start-up path)."""
+"""Loading the champions at `metapredict serve` start-up: read directly or by a child process."""
 
 from __future__ import annotations
 
@@ -26,11 +26,16 @@ def _frame() -> Any:
     return simulate_cohort(40, 5, default_config())
 
 
-def test_prefetch_loads_what_the_registry_names(trained_store: TrainedStore) -> None:
-    settings = trained_store.settings
+@pytest.mark.parametrize("direct_read", [True, False], ids=["direct-read", "mlflow-child"])
+def test_prefetch_loads_what_the_registry_names(
+    trained_store: TrainedStore, direct_read: bool
+) -> None:
+    settings = trained_store.settings.model_copy(update={"direct_read": direct_read})
+    through_mlflow = trained_store.settings.model_copy(update={"direct_read": False})
     with Prefetch(TASKS, "champion", settings) as prefetch:
+        assert prefetch.child_started is not direct_read
         for task in TASKS:
-            expected = registry.load(task, "champion", settings)
+            expected = registry.load(task, "champion", through_mlflow)
             assert prefetch.version(task, "champion", settings) == expected.info.version
             predictor = prefetch.load(task, "champion", settings)
             assert predictor.info == expected.info
@@ -51,10 +56,18 @@ def test_prefetch_names_a_missing_model(tmp_store: StoreSettings) -> None:
         prefetch.version("tropism", "champion", tmp_store)
 
 
+def test_prefetch_names_a_missing_alias_read_directly(trained_store: TrainedStore) -> None:
+    settings = trained_store.settings
+    with Prefetch(TASKS, "no-such-alias", settings) as prefetch:
+        assert not prefetch.child_started
+        with pytest.raises(registry.ModelNotFoundError, match="alias 'no-such-alias'"):
+            prefetch.load("dormancy", "no-such-alias", settings)
+
+
 def test_prefetch_falls_back_to_this_process_when_the_child_does_not_answer(
     trained_store: TrainedStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = trained_store.settings
+    settings = trained_store.settings.model_copy(update={"direct_read": False})
     with (
         caplog.at_level(logging.WARNING, logger="metapredict.registry.fetch"),
         Prefetch(("tropism",), "champion", settings, timeout=0) as prefetch,

@@ -66,6 +66,7 @@ def _cohort(path: Path, patients: int, seed: int, bad_rows: int = 0) -> Path:
 
 def _client(settings: StoreSettings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 

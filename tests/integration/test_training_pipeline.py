@@ -66,8 +66,10 @@ TASKS = ("tropism", "dormancy")
 
 
 def _client(store: TrainedStore) -> MlflowClient:
+    """A client on ``store``; also points mlflow's globals (``models:/`` URIs) at it."""
     uri = store.settings.tracking_uri
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from metapredict.registry.loader import ModelNotFoundError, current_version, load
+from metapredict.registry.loader import current_version, load
 from metapredict.registry.store import (
     CHALLENGER,
     CHAMPION,
     REFERENCE_PROFILE_ARTIFACT,
+    ModelNotFoundError,
     model_name,
 )
 

@@ -1,14 +1,15 @@
-"""Fetching registered models in a child process, so a server's start-up overlaps MLflow's.
+"""Fetching registered models for a server's start-up without waiting on MLflow's client.
 
-Before it can answer, MLflow's client costs about two seconds in a fresh interpreter (importing
-MLflow, then SQLAlchemy and Alembic when it opens the SQLite store); the service needs about as
-long to import its own stack. :class:`Prefetch` starts a child process
-(``python -m metapredict.registry.fetch``) at once; the child asks the registry which version
-each alias names, downloads those versions' predictor artifacts into a private directory and
-reports them as one JSON line, while the server imports its stack on the other core. The server
-then only unpickles. The child uses MLflow's client API exactly as
-:func:`metapredict.registry.load` does; if it fails as a whole, :class:`Prefetch` falls back to
-loading in the server's own process.
+A local SQLite store with local artifacts is read directly
+(:mod:`metapredict.registry.direct_read`): :class:`Prefetch` answers from it at once and starts no
+process. For any other store, MLflow's client costs about two seconds in a fresh interpreter
+before it can answer (importing MLflow, then SQLAlchemy and Alembic when it opens the store); the
+service needs about as long to import its own stack. :class:`Prefetch` then starts a child
+process (``python -m metapredict.registry.fetch``) at once; the child asks the registry which
+version each alias names, downloads those versions' predictor artifacts into a private directory
+and reports them as one JSON line, while the server imports its stack on the other core. The
+server then only unpickles. The child uses the same calls as :func:`metapredict.registry.load`;
+if it fails as a whole, :class:`Prefetch` falls back to loading in the server's own process.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from metapredict.registry.loader import (
     FetchedModel,
-    ModelNotFoundError,
     current_version,
     fetch,
+    find_local,
     load,
     open_fetched,
 )
+from metapredict.registry.store import ModelNotFoundError
 from metapredict.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -68,13 +70,32 @@ def fetch_all(
     return results
 
 
+def read_all(
+    tasks: Sequence[str], alias: str, settings: StoreSettings
+) -> dict[str, dict[str, Any]] | None:
+    """``fetch_all``'s answer read directly from the store, or None if any task needs MLflow."""
+    results: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        try:
+            fetched = find_local(task, alias, settings)
+        except ModelNotFoundError as err:
+            results[task] = {"status": "missing", "message": str(err)}
+            continue
+        if fetched is None:
+            return None
+        results[task] = {"status": "ok", "model": asdict(fetched)}
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Child entry point: one JSON request as the argument, one JSON line on stdout."""
     request = json.loads((argv if argv is not None else sys.argv[1:])[0])
     answer = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything else printed goes to stderr
     settings = StoreSettings(
-        tracking_uri=request["tracking_uri"], artifact_root=request["artifact_root"]
+        tracking_uri=request["tracking_uri"],
+        artifact_root=request["artifact_root"],
+        direct_read=request["direct_read"],
     )
     results = fetch_all(request["tasks"], request["alias"], settings, Path(request["dest"]))
     answer.write(json.dumps(results) + "\n")
@@ -85,10 +106,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 class Prefetch:
-    """A child process fetching every task's model for ``alias``, started on construction.
+    """Every task's model for ``alias``: read directly, or by a child started on construction.
 
     ``version`` and ``load`` have the serving loader signatures ``(task, alias, settings)`` and
-    block until the child answers. ``close`` ends the child and removes what it downloaded.
+    block until the child (if any) answers. ``close`` ends the child and removes what it
+    downloaded.
     """
 
     def __init__(
@@ -104,13 +126,17 @@ class Prefetch:
         self._dest = Path(tempfile.mkdtemp(prefix="metapredict-fetch-"))
         self._deadline = time.monotonic() + timeout
         self._lock = threading.Lock()
-        self._answer: dict[str, dict[str, Any]] | None = None
+        self._answer: dict[str, dict[str, Any]] | None = read_all(tasks, alias, settings)
         self._failure: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        if self._answer is not None:
+            return
         request = {
             "tasks": list(tasks),
             "alias": alias,
             "tracking_uri": settings.resolved_tracking_uri(),
             "artifact_root": str(settings.resolved_artifact_root()),
+            "direct_read": settings.direct_read,
             "dest": str(self._dest),
         }
         self._proc = subprocess.Popen(
@@ -120,12 +146,17 @@ class Prefetch:
         )
 
     @property
+    def child_started(self) -> bool:
+        """Whether a child process asks MLflow (False: the store was read directly)."""
+        return self._proc is not None
+
+    @property
     def download_dir(self) -> Path:
         """Where the child downloads (removed per task once loaded, and by ``close``)."""
         return self._dest
 
     def _read_answer(self) -> dict[str, dict[str, Any]]:
-        assert self._proc.stdout is not None
+        assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         chunks: list[bytes] = []
         while not chunks or not chunks[-1].endswith(b"\n"):
@@ -191,11 +222,12 @@ class Prefetch:
 
     def close(self) -> None:
         """End the child if it still runs and remove its downloads (idempotent)."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
         shutil.rmtree(self._dest, ignore_errors=True)
 
     def __enter__(self) -> Prefetch:

@@ -1,8 +1,11 @@
 """Loading a registered model natively (no pyfunc on the hot path).
 
-Loading is two steps: :func:`fetch` asks the registry which version an alias names and
-downloads that version's predictor artifact (MLflow only), and :func:`open_fetched` unpickles it
-(no MLflow). :func:`load` does both; a server's start-up runs the first step in a child process
+Loading is two steps: :func:`fetch` asks the registry which version an alias names and finds
+that version's predictor artifact, and :func:`open_fetched` unpickles it (no MLflow). :func:`load`
+does both. A local SQLite store with local artifacts is read directly
+(:mod:`metapredict.registry.direct_read`, no MLflow import, the artifact opened in place); any
+other store goes through MLflow's client, which downloads the artifact. When MLflow's client is
+needed, a server's start-up runs the first step in a child process
 (:mod:`metapredict.registry.fetch`) while it imports its own stack.
 """
 
@@ -14,17 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metapredict.registry.store import CHAMPION, PREDICTOR_FILE, connect, model_name
-from metapredict.settings import StoreSettings
+from metapredict.registry.direct_read import read_version
+from metapredict.registry.store import (
+    CHAMPION,
+    PREDICTOR_FILE,
+    ModelNotFoundError,
+    connect,
+    model_name,
+    model_not_found,
+)
+from metapredict.settings import StoreSettings, get_store_settings
 
 if TYPE_CHECKING:
     from metapredict.predictor import Predictor
 
 logger = logging.getLogger(__name__)
-
-
-class ModelNotFoundError(LookupError):
-    """No model version carries the requested alias."""
 
 
 @dataclass(frozen=True)
@@ -43,29 +50,53 @@ class FetchedModel:
 def _version_by_alias(client: Any, task: str, alias: str, uri: str) -> Any:
     from mlflow.exceptions import MlflowException
 
-    name = model_name(task)
     try:
-        return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version_by_alias(model_name(task), alias)
     except MlflowException as err:
-        raise ModelNotFoundError(
-            f"no model '{name}' with alias '{alias}' in {uri}; "
-            f"train one first: metapredict train {task}"
-        ) from err
+        raise model_not_found(task, alias, uri) from err
 
 
 def current_version(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None) -> str:
     """The version number the alias points at (cheap; used to poll for a new champion)."""
+    settings = settings or get_store_settings()
+    local = read_version(task, alias, settings)
+    if local is not None:
+        return local.version
     client, uri, _ = connect(settings)
     return str(_version_by_alias(client, task, alias, uri).version)
 
 
+def find_local(task: str, alias: str, settings: StoreSettings) -> FetchedModel | None:
+    """The alias's predictor where it lies in a directly readable store, or None (ask MLflow)."""
+    local = read_version(task, alias, settings)
+    if local is None:
+        return None
+    return FetchedModel(
+        task=task,
+        name=model_name(task),
+        version=local.version,
+        alias=alias,
+        run_id=local.run_id,
+        predictor_path=str(local.predictor_path),
+        metrics=dict(local.metrics),
+    )
+
+
 def fetch(task: str, alias: str, settings: StoreSettings | None, dest: Path) -> FetchedModel:
-    """Resolve ``models:/metapredict-<task>@<alias>`` and download its predictor into ``dest``."""
+    """Resolve ``models:/metapredict-<task>@<alias>`` and find its predictor file.
+
+    A store read directly names the file where it lies in the store; otherwise MLflow's client
+    downloads it into ``dest``.
+    """
+    settings = settings or get_store_settings()
+    found = find_local(task, alias, settings)
+    if found is not None:
+        return found
     import mlflow
 
+    name = model_name(task)
     client, uri, _ = connect(settings)
     version = _version_by_alias(client, task, alias, uri)
-    name = model_name(task)
     dest.mkdir(parents=True, exist_ok=True)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{version.version}/artifacts/{PREDICTOR_FILE}",

@@ -15,8 +15,20 @@ PREDICTOR_FILE = "predictor.joblib"
 REFERENCE_PROFILE_ARTIFACT = "reference/feature_profile.json"
 
 
+class ModelNotFoundError(LookupError):
+    """No model version carries the requested alias."""
+
+
 def model_name(task: str) -> str:
     return f"metapredict-{task}"
+
+
+def model_not_found(task: str, alias: str, uri: str) -> ModelNotFoundError:
+    """The error for a registry (at ``uri``) where no version of ``task``'s model has ``alias``."""
+    return ModelNotFoundError(
+        f"no model '{model_name(task)}' with alias '{alias}' in {uri}; "
+        f"train one first: metapredict train {task}"
+    )
 
 
 def connect(settings: StoreSettings | None = None) -> tuple[object, str, Path]:

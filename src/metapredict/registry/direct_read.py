@@ -1,0 +1,139 @@
+"""Reading an alias straight from a local SQLite registry, without MLflow's client.
+
+Asking MLflow's client which version ``metapredict-tropism@champion`` names costs about two
+seconds in a fresh interpreter (importing MLflow, SQLAlchemy and Alembic, mapping the ORM, checking
+the schema) to read a handful of rows. When the store is a local SQLite file with a schema
+revision this module knows, and the version's artifacts are on the local disk,
+:func:`read_version` reads those rows with :mod:`sqlite3`, read-only, in milliseconds.
+
+Anything else (``METAPREDICT_DIRECT_READ=false``, another database, a schema revision this
+module does not know, artifacts that are not local files, MLflow workspaces turned on, a version
+still being created, MLflow's reserved alias ``latest``) returns ``None`` and the caller asks
+MLflow's client as before. The queries mirror MLflow's own SQL store
+(``get_model_version_by_alias``, ``get_model_version_download_uri`` and ``get_run``'s latest
+metrics) in the default workspace; :data:`KNOWN_SCHEMA_REVISIONS` names the schema they were
+written against, and a test fails when the installed MLflow's schema moves past it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from metapredict.registry.store import PREDICTOR_FILE, model_name, model_not_found
+from metapredict.settings import StoreSettings
+
+logger = logging.getLogger(__name__)
+
+#: Alembic revisions of MLflow's SQL store schema whose tables the queries below read
+#: (the head of MLflow 3.17). Any other revision: ask MLflow's client.
+KNOWN_SCHEMA_REVISIONS = frozenset({"dc11669786a5"})
+#: MLflow's workspace for stores without workspaces (``mlflow.utils.workspace_utils``).
+DEFAULT_WORKSPACE = "default"
+#: MLflow's ``current_stage`` for a deleted version kept in the table.
+DELETED_STAGE = "Deleted_Internal"
+#: MLflow's reserved alias for the highest version (resolved by MLflow, not stored as a row).
+LATEST = "latest"
+#: Seconds to wait for a writer (training registering a version) to release the database.
+BUSY_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class LocalVersion:
+    """The version an alias names, with its predictor file on the local disk."""
+
+    version: str
+    run_id: str
+    predictor_path: Path
+    metrics: dict[str, float]
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for anything else)."""
+    if not uri.startswith("sqlite:///") or "?" in uri:
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def _workspaces_in_use() -> bool:
+    enabled = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower()
+    return bool(os.environ.get("MLFLOW_WORKSPACE")) or enabled in {"1", "true", "yes"}
+
+
+def _local_path(uri: str | None) -> Path | None:
+    """A ``file:`` URI's path (None for any other scheme, or no URI)."""
+    if not uri:
+        return None
+    parsed = urlparse(uri)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        return None
+    return Path(url2pathname(parsed.path))
+
+
+def _read(db: sqlite3.Connection, task: str, alias: str, uri: str) -> LocalVersion | None:
+    (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or (None,)
+    if revision not in KNOWN_SCHEMA_REVISIONS:
+        logger.debug("schema revision %s is not one this reader knows", revision)
+        return None
+    name = model_name(task)
+    row = db.execute(
+        "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ? "
+        "AND workspace = ?",
+        (name, alias, DEFAULT_WORKSPACE),
+    ).fetchone()
+    if row is None:
+        raise model_not_found(task, alias, uri)
+    version = row[0]
+    row = db.execute(
+        "SELECT run_id, status, storage_location, source FROM model_versions "
+        "WHERE name = ? AND version = ? AND workspace = ? AND current_stage != ?",
+        (name, version, DEFAULT_WORKSPACE, DELETED_STAGE),
+    ).fetchone()
+    if row is None or row[1] != "READY":
+        return None
+    run_id, _, storage_location, source = row
+    artifacts = _local_path(storage_location or source)
+    if artifacts is None:
+        return None
+    predictor = artifacts / "artifacts" / PREDICTOR_FILE
+    if not predictor.is_file():
+        return None
+    metrics: dict[str, float] = {}
+    if run_id:
+        for key, value, is_nan in db.execute(
+            "SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?", (run_id,)
+        ):
+            metrics[key] = math.nan if is_nan else float(value)
+    return LocalVersion(str(version), str(run_id or ""), predictor, metrics)
+
+
+def read_version(task: str, alias: str, settings: StoreSettings) -> LocalVersion | None:
+    """The version ``models:/metapredict-<task>@<alias>`` names, read without MLflow.
+
+    Returns None when this store cannot be read directly (ask MLflow's client instead); raises
+    :class:`~metapredict.registry.store.ModelNotFoundError` when the registry has no such alias.
+    """
+    if not settings.direct_read or _workspaces_in_use() or alias.lower() == LATEST:
+        return None
+    uri = settings.resolved_tracking_uri()
+    path = sqlite_file(uri)
+    if path is None or not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as err:
+        logger.debug("cannot open %s read-only: %s", path, err)
+        return None
+    try:
+        return _read(db, task, alias, uri)
+    except sqlite3.Error as err:  # a table or column this schema lacks, a locked file
+        logger.debug("cannot read the registry in %s directly: %s", path, err)
+        return None
+    finally:
+        db.close()
