@@ -8,6 +8,7 @@ Run alone: ``python -m benchmarks.cold_start [--quick]``.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -39,8 +40,10 @@ from benchmarks.common import (
 GOAL = 0.5
 MLFLOW = "mlflow models serve (/ping)"
 
-#: Start-up phases of ``metapredict serve``, timed in a fresh interpreter (one JSON line out).
-#: The registry child runs in parallel with the server's imports; the server then waits for it.
+#: Start-up phases of ``metapredict serve``, timed in a fresh interpreter (one JSON line out:
+#: the phases, then whether a registry child was started). A local SQLite store is read
+#: directly; otherwise a registry child runs in parallel with the server's imports and the
+#: server then waits for it.
 PROFILE_SCRIPT = """
 import json, time
 t = [time.perf_counter()]
@@ -65,18 +68,16 @@ for task in settings.tasks:
     prefetch.load(task, settings.alias, settings)
 t.append(time.perf_counter())
 prefetch.close()
-print(json.dumps([b - a for a, b in zip(t, t[1:])] + [answered - spawned]))
+print(json.dumps([b - a for a, b in zip(t, t[1:])] + [prefetch.child_started]))
 """
 PHASES = (
     "server: import the CLI and read settings",
-    "server: start the registry child process",
+    "server: ask the registry (local SQLite read directly, else start MLflow's child)",
     "server: import the service (FastAPI, scikit-learn, pandas, pandera, LightGBM)",
     "server: create_app (request model, OpenAPI examples)",
-    "server: wait for the registry child's answer",
+    "server: wait for the registry's answer (the child's, if one was started)",
     "server: unpickle both champions",
 )
-#: Measured alongside the server's phases, in parallel with them (not part of their sum).
-CHILD_PHASE = "registry child (parallel): import mlflow, resolve both aliases, download"
 
 
 def _profile_note(profile: list[Spread]) -> str:
@@ -89,10 +90,11 @@ def _profile_note(profile: list[Spread]) -> str:
     return f"largest start-up phases (see 'Where metapredict's start-up time goes'): {listed}"
 
 
-def startup_profile(store_dir: Path, repeats: int) -> list[Spread]:
-    """Median seconds per start-up phase of ``metapredict serve`` (``PHASES``)."""
+def startup_profile(store_dir: Path, repeats: int) -> tuple[list[Spread], bool]:
+    """Seconds per start-up phase of ``metapredict serve`` (``PHASES``); whether a child ran."""
     env = store_env(store_dir)
     runs: list[list[float]] = []
+    children: list[bool] = []
     for _ in range(repeats):
         out = subprocess.run(
             [sys.executable, "-c", PROFILE_SCRIPT],
@@ -103,11 +105,16 @@ def startup_profile(store_dir: Path, repeats: int) -> list[Spread]:
             timeout=120,
             check=True,
         )
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return [Spread.of([r[i] for r in runs]) for i in range(len(PHASES) + 1)]
+        *phases, child = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.append(phases)
+        children.append(bool(child))
+    return [Spread.of([r[i] for r in runs]) for i in range(len(PHASES))], any(children)
 
 
 METAPREDICT = "metapredict serve (/health/ready)"
+#: The same server with the registry asked of MLflow's client (the path for non-SQLite stores,
+#: and the default before the direct read): shows what the direct read saves.
+VIA_MLFLOW = "metapredict serve, METAPREDICT_DIRECT_READ=false (/health/ready)"
 
 
 def run(opts: PartOptions, store: Path | None = None) -> Report:
@@ -121,8 +128,11 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
     ]
     if have_mp:
         kinds.append((METAPREDICT, metapredict_server, METAPREDICT_READY))
+        via_mlflow = functools.partial(metapredict_server, direct_read=False)
+        kinds.append((VIA_MLFLOW, via_mlflow, METAPREDICT_READY))
     seconds: dict[str, list[float]] = {k[0]: [] for k in kinds}
     profile: list[Spread] = []
+    child_started = False
     memory: dict[str, list[float]] = {k[0]: [] for k in kinds}
     store_opts = PartOptions(opts.quick, opts.out, store or opts.store, opts.command)
     with served_store(store_opts, log=log) as store_dir, work_dir("metapredict-bench-cold-") as tmp:
@@ -138,7 +148,7 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
                     memory[name].append(rss)
                 log(f"  cold start {name}: {elapsed:.2f} s{'' if r >= warm else ' (warm-up)'}")
         if have_mp:
-            profile = startup_profile(store_dir, repeats)
+            profile, child_started = startup_profile(store_dir, repeats)
 
     spreads = {k: Spread.of(v) for k, v in seconds.items()}
     report.add(
@@ -174,20 +184,28 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
             )
         )
     if have_mp:
-        server, child = profile[: len(PHASES)], profile[len(PHASES)]
-        total = sum(p.median for p in server)
+        total = sum(p.median for p in profile)
         rows = [
             (name, p.fmt(2), f"{p.median / total:.0%}")
-            for name, p in zip(PHASES, server, strict=True)
+            for name, p in zip(PHASES, profile, strict=True)
         ]
+        via = Spread.of([a / b for a, b in zip(seconds[VIA_MLFLOW], seconds[MLFLOW], strict=True)])
+        how = (
+            "a registry child process was started (the store could not be read directly)"
+            if child_started
+            else "the local SQLite store was read directly: no MLflow import, no child process"
+        )
         report.add(
             "Where metapredict's start-up time goes",
             md_table(["phase (fresh interpreter, in order)", "seconds", "share"], rows)
-            + f"\n\n{CHILD_PHASE}: {child.fmt(2)} s from its start to its answer, on the "
-            "other core while the server imports its stack; the server's wait line is what "
-            "remains of it. The rest of the time to ready is the interpreter and uvicorn "
+            + f"\n\nHere {how}. The rest of the time to ready is the interpreter and uvicorn "
             "start-up. Phases are timed by a script that does what `metapredict serve` does "
-            "before it answers `/health/ready`.",
+            "before it answers `/health/ready`.\n\n"
+            "With `METAPREDICT_DIRECT_READ=false` (the registry asked of MLflow's client in a "
+            "child process while the server imports its stack, as for any store that is not a "
+            f"local SQLite file) the start takes {spreads[VIA_MLFLOW].fmt(2)} s, "
+            f"{via.fmt(2)}x mlflow's: before it can read the few rows that name the champions, "
+            "MLflow's client imports MLflow, then SQLAlchemy and Alembic, and maps its ORM.",
         )
     report.add(
         "Method",
@@ -197,9 +215,11 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
         "(metapredict / mlflow), median [p10, p90].\n"
         "- mlflow: `mlflow models serve -m models:/metapredict-tropism@champion --env-manager "
         "local` (imports mlflow, resolves the alias, then execs uvicorn which loads the pyfunc "
-        "model). metapredict: `metapredict serve` loading both champions natively; a child process "
-        "asks the registry (MLflow's client) for them while the server imports its stack. "
-        "Both with MLflow's usage telemetry off.\n"
+        "model). metapredict: `metapredict serve` loading both champions natively, reading the "
+        "SQLite registry directly (read-only, schema revision checked) and unpickling the "
+        "predictors where they lie in the artifact store; and the same with "
+        "`METAPREDICT_DIRECT_READ=false`, where a child process asks MLflow's client while the "
+        "server imports its stack. All with MLflow's usage telemetry off.\n"
         "- RSS: every process in the server's process group, read from /proc when ready.",
     )
     return report

@@ -547,10 +547,19 @@ def mlflow_server(store: Path, port: int, log_dir: Path) -> Server:
     return Server("mlflow models serve", argv, store_env(store), log_dir / f"mlflow-{port}.log")
 
 
-def metapredict_server(store: Path, port: int, log_dir: Path) -> Server:
-    """``metapredict serve`` as users run it (readiness: ``GET /health/ready``)."""
+def metapredict_server(
+    store: Path, port: int, log_dir: Path, *, direct_read: bool = True
+) -> Server:
+    """``metapredict serve`` as users run it (readiness: ``GET /health/ready``).
+
+    ``direct_read=False`` sets ``METAPREDICT_DIRECT_READ=false``: the champions are asked of
+    MLflow's client (in a child process) instead of read from the SQLite store directly.
+    """
     argv = [str(VENV_BIN / "metapredict"), "serve", "--host", HOST, "--port", str(port)]
-    return Server("metapredict serve", argv, store_env(store), log_dir / f"metapredict-{port}.log")
+    env = store_env(store)
+    if not direct_read:
+        env["METAPREDICT_DIRECT_READ"] = "false"
+    return Server("metapredict serve", argv, env, log_dir / f"metapredict-{port}.log")
 
 
 MLFLOW_READY = "/ping"
