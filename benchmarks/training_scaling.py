@@ -2,9 +2,11 @@
 
 Each run is a subprocess ``metapredict train <task> --config <tmp>.toml`` (the packaged default
 config with only ``data.simulate_patients`` changed) against a throwaway store
-(``METAPREDICT_TRACKING_URI=sqlite:///<tmp>/mlflow.db``); peak memory is the child's
-``ru_maxrss`` from ``wait4``. Every run has a deadline (what is left of the budget); a repeat that
-would not fit (estimated from the same size's first run) is skipped and reported as such.
+(``METAPREDICT_TRACKING_URI=sqlite:///<tmp>/mlflow.db``); peak memory is the run's own
+``ru_maxrss``, taken by the small launcher ``benchmarks.peak_rss`` (started directly, the run
+would report at least this process's peak, see there). Every run has a deadline (what is left
+of the budget); a repeat that would not fit (estimated from the same size's first run) is
+skipped and reported as such.
 Run alone: ``python -m benchmarks.training_scaling [--quick] [--budget-seconds S]``.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import (
+    REPO,
     VENV_BIN,
     PartOptions,
     Report,
@@ -47,7 +50,7 @@ class Run:
     task: str
     patients: int
     seconds: float
-    peak_mib: float
+    peak_mib: float  # nan when the run was killed (its launcher writes nothing then)
     ok: bool
     detail: str = ""
 
@@ -79,37 +82,39 @@ def train_once(task: str, patients: int, plan: Plan, store: Path, timeout_s: flo
 
     config = training_config(task, patients=patients, folds=plan.folds, model=plan.model)
     toml = write_config_toml(config, store / f"{task}-{patients}.toml")
-    argv = [str(VENV_BIN / "metapredict"), "train", task, "--config", str(toml)]
-    log_path = store / f"train-{task}-{patients}-{time.monotonic_ns()}.log"
+    stamp = time.monotonic_ns()
+    peak_path = store / f"peak-{task}-{patients}-{stamp}.kib"
+    train = [str(VENV_BIN / "metapredict"), "train", task, "--config", str(toml)]
+    argv = [sys.executable, "-m", "benchmarks.peak_rss", str(peak_path), *train]
+    log_path = store / f"train-{task}-{patients}-{stamp}.log"
     with log_path.open("wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
             argv,
             env=store_env(store),
+            cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = started + timeout_s
-        status, rusage = 0, None
-        while True:
-            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                break
+        while proc.poll() is None:
             if time.perf_counter() > deadline:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                _, status, rusage = os.wait4(proc.pid, 0)
-                proc.returncode = -9
+                proc.wait()
                 seconds = time.perf_counter() - started
-                return Run(task, patients, seconds, rusage.ru_maxrss / 1024, False, "deadline")
+                return Run(task, patients, seconds, float("nan"), False, "deadline")
             time.sleep(0.05)
         seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
     ok = proc.returncode == 0
     detail = "" if ok else log_path.read_text(errors="replace")[-400:]
-    return Run(task, patients, seconds, rusage.ru_maxrss / 1024, ok, detail)
+    try:
+        peak_mib = int(peak_path.read_text()) / 1024
+    except (OSError, ValueError):
+        peak_mib = float("nan")
+    return Run(task, patients, seconds, peak_mib, ok, detail)
 
 
 def _estimate(runs: list[Run], task: str, patients: int) -> float | None:
@@ -220,7 +225,10 @@ def run(opts: PartOptions, budget_s: float | None = None) -> Report:
         + (f" and model {plan.model}" if plan.model else "")
         + "; one throwaway SQLite store for the part, created before anything is timed.\n"
         "- Wall time includes interpreter start and imports (a few seconds). Peak RSS is the "
-        "child's `ru_maxrss`. Values are medians [p10, p90] where a size ran more than once.\n"
+        "run's own `ru_maxrss`, read by a small launcher (`benchmarks.peak_rss`, about 10 MiB) "
+        "that starts the run: Linux carries a parent's peak into a child it starts, so started "
+        "from this process a run would report at least this process's peak. Values are medians "
+        "[p10, p90] where a size ran more than once.\n"
         f"- Time budget for this part: {budget:.0f} s; runs are scheduled one of each size "
         "first (smallest first), then repeats; a repeat whose first run took longer than what "
         "is left is skipped, and every run is killed at the budget's end.",

@@ -1,0 +1,76 @@
+"""The training benchmark's peak-memory launcher reports the command's own peak, not its parent's.
+
+Linux carries a parent's high-water RSS into a child it starts, so a run started by the
+benchmark runner (hundreds of MiB after training in process) reported the runner's peak for every
+cohort size. ``benchmarks.peak_rss`` must report what the command itself used.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: A parent that holds ``BIG`` MiB, then starts the launcher on a command and prints
+#: "<exit status> <peak KiB>" (the peak file is left empty if the launcher wrote nothing).
+PARENT = """
+import subprocess, sys
+from pathlib import Path
+big = bytearray({big} * 2**20)
+for i in range(0, len(big), 4096):
+    big[i] = 1
+out = Path(sys.argv[1])
+argv = [sys.executable, "-m", "benchmarks.peak_rss", str(out), *sys.argv[2:]]
+code = subprocess.run(argv).returncode
+print(code, out.read_text().strip() if out.exists() else "")
+"""
+
+BIG = 400
+
+
+def launch(tmp_path: Path, *command: str) -> tuple[int, float]:
+    out = tmp_path / "peak.kib"
+    done = subprocess.run(
+        [sys.executable, "-c", PARENT.format(big=BIG), str(out), *command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    code, kib = done.stdout.split()
+    return int(code), int(kib) / 1024
+
+
+def test_small_command_from_a_large_parent_reports_its_own_peak(tmp_path: Path) -> None:
+    code, mib = launch(tmp_path, sys.executable, "-c", "pass")
+    assert code == 0
+    assert mib < BIG / 4, f"a bare interpreter reported {mib:.0f} MiB (the parent holds {BIG})"
+
+
+def test_command_that_allocates_reports_at_least_what_it_touched(tmp_path: Path) -> None:
+    touch = "b = bytearray(200 * 2**20)\nfor i in range(0, len(b), 4096): b[i] = 1"
+    code, mib = launch(tmp_path, sys.executable, "-c", touch)
+    assert code == 0
+    assert 200 <= mib < BIG
+
+
+def test_exit_status_and_signal_pass_through(tmp_path: Path) -> None:
+    assert launch(tmp_path, sys.executable, "-c", "raise SystemExit(3)")[0] == 3
+    kill = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    assert launch(tmp_path, sys.executable, "-c", kill)[0] == 128 + 9
+
+
+def test_usage_error_without_a_command(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peak_rss", str(tmp_path / "peak.kib")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "usage" in done.stderr
+    assert not (tmp_path / "peak.kib").exists()
