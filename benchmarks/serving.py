@@ -98,7 +98,7 @@ class Budget:
 
 
 FULL = Budget(
-    rounds=3, seconds=4.0, max_requests=100_000, warmup_seconds=1.0, calibration_seconds=4.0
+    rounds=3, seconds=3.0, max_requests=100_000, warmup_seconds=1.0, calibration_seconds=3.0
 )
 QUICK = Budget(
     rounds=2, seconds=0.75, max_requests=5_000, warmup_seconds=0.25, calibration_seconds=1.0
