@@ -36,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Benchmarks (about 13 minutes on 2 cores; see benchmarks/README.md): benchmarks/results/*.md.
+# Benchmarks (9 to 13 minutes on 2 cores; see benchmarks/README.md): benchmarks/results/*.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
