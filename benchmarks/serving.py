@@ -440,14 +440,14 @@ def request_path_profile(store_dir: Path, repeats: int = 5, n: int = 2000) -> li
     doc, _ = parse_json(raw)
     records = validate_patients(doc["patients"], max_patients=1000, pandera_batch_rows=200)
     X = features.encode_records(records)
-    proba, contrib = predictor.predict_and_explain(X, num_threads=1)
+    proba, contrib = predictor.predict_and_explain(X)
     answer = responses.tropism_patients(predictor, records, proba, contrib, 5)
     stages = (
         lambda: parse_json(raw),
         lambda: validate_patients(doc["patients"], max_patients=1000, pandera_batch_rows=200),
         lambda: features.encode_records(records),
-        lambda: predictor.predict_matrix(X, num_threads=1),
-        lambda: predictor.predict_and_explain(X, num_threads=1),
+        lambda: predictor.predict_matrix(X),
+        lambda: predictor.predict_and_explain(X),
         lambda: responses.tropism_patients(predictor, records, proba, contrib, 5),
         lambda: orjson.dumps({"patients": answer}, option=orjson.OPT_SERIALIZE_NUMPY),
     )

@@ -144,10 +144,11 @@ def _predictor(store: ModelStore, task: str) -> Predictor:
     return predictor
 
 
-def _outputs(predictor: Predictor, X: Any, explain: bool, num_threads: int) -> tuple[Any, Any]:
+def _outputs(predictor: Predictor, X: Any, explain: bool) -> tuple[Any, Any]:
+    # One LightGBM thread setting for every call, inline or in the pool (PREDICT_THREADS).
     if explain:
-        return predictor.predict_and_explain(X, num_threads=num_threads)
-    return predictor.predict_matrix(X, num_threads=num_threads), None
+        return predictor.predict_and_explain(X)
+    return predictor.predict_matrix(X), None
 
 
 async def _predict(
@@ -156,8 +157,8 @@ async def _predict(
     """(outputs, contributions or None); small batches inline, large ones in the thread pool."""
     X = features.encode_records(records)
     if len(records) <= INLINE_ROWS:
-        return _outputs(predictor, X, explain, 1)
-    return await run_in_threadpool(_outputs, predictor, X, explain, 0)
+        return _outputs(predictor, X, explain)
+    return await run_in_threadpool(_outputs, predictor, X, explain)
 
 
 def _patients_schema() -> dict[str, Any]:
@@ -301,7 +302,7 @@ def build_router() -> APIRouter:
         )
         X = features.encode_records(records)
         if len(records) <= INLINE_ROWS:
-            outputs = predictor.predict_matrix(X, num_threads=1)
+            outputs = predictor.predict_matrix(X)
         else:
             outputs = await run_in_threadpool(predictor.predict_matrix, X)
         request.app.state.telemetry.count_predictions(task, len(records))

@@ -16,6 +16,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from metapredict import features, schema
+from metapredict.models.boosting import PREDICT_THREADS
 from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
 from metapredict.models.dormancy import DiscreteTimeHazard
 from metapredict.models.tropism import TropismClassifier
@@ -58,7 +59,7 @@ class Predictor:
 
     # -- the request path: encoded matrices ------------------------------------------------
 
-    def predict_matrix(self, X: FloatArray, *, num_threads: int = 0) -> FloatArray:
+    def predict_matrix(self, X: FloatArray, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
         """(n, outputs): site probabilities, or risks at 36/60/120 months and late relapse."""
         if isinstance(self.estimator, TropismClassifier):
             margins = self.estimator.margins(X, num_threads=num_threads)
@@ -66,14 +67,16 @@ class Predictor:
             return result
         return self.estimator.predict_outputs(X, num_threads=num_threads)
 
-    def contributions_matrix(self, X: FloatArray, *, num_threads: int = 0) -> FloatArray:
+    def contributions_matrix(
+        self, X: FloatArray, *, num_threads: int = PREDICT_THREADS
+    ) -> FloatArray:
         """(n, explained outputs, features + 1) signed log-odds contributions; last = bias."""
         if isinstance(self.estimator, TropismClassifier):
             return self.estimator.contributions(X, num_threads=num_threads)
         return self.estimator.contributions(X, num_threads=num_threads)[:, None, :]
 
     def predict_and_explain(
-        self, X: FloatArray, *, num_threads: int = 0
+        self, X: FloatArray, *, num_threads: int = PREDICT_THREADS
     ) -> tuple[FloatArray, FloatArray]:
         """Outputs and contributions together, as cheaply as possible.
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -21,11 +22,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from metapredict import metrics, schema
+from metapredict.models.boosting import PREDICT_THREADS
+from metapredict.models.fast_rows import FAST_ROWS
 from metapredict.predictor import RISK_GROUPS, Predictor
 from metapredict.registry import ModelNotFoundError
 from serving.app import create_app
 from serving.request_model import example_patient
-from serving.routes import HEADLINE_METRICS
+from serving.routes import HEADLINE_METRICS, INLINE_ROWS
 from serving.settings import ServingSettings
 from tests.support import TrainedStore
 
@@ -296,6 +299,29 @@ def test_same_answer_from_the_pandera_batch_path(
 
 
 # --- /v1/models, /metrics ---------------------------------------------------------------------
+
+
+def test_every_prediction_uses_one_lightgbm_thread_setting(
+    client: TestClient, simulated_cohort: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small batches run inline and large ones in the thread pool, at the same time under load:
+    LightGBM's thread count is process-wide, so every call must set the same one."""
+    seen: list[int] = []
+    real_predict = lgb.Booster.predict
+
+    def predict(self: lgb.Booster, data: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(int(kwargs.get("num_threads", 0)))
+        return real_predict(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", predict)
+    for n in (FAST_ROWS + 4, INLINE_ROWS + 8):  # past the single-row path; inline, then pooled
+        rows = _patient_rows(simulated_cohort, n)
+        for task in TASKS:
+            assert client.post(f"/v1/predict/{task}", json={"patients": rows}).status_code == 200
+        frame = _frame(rows)
+        body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+        assert client.post("/invocations?task=tropism", json=body).status_code == 200
+    assert seen and set(seen) == {PREDICT_THREADS}
 
 
 def test_models_endpoint(client: TestClient, trained_store: TrainedStore) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from metapredict.models import fast_rows
+from metapredict.models.boosting import PREDICT_THREADS
 from metapredict.models.fast_rows import (
     CONTRIB,
     NORMAL,
@@ -83,3 +85,24 @@ def test_wrong_shapes_and_dtypes_are_refused(
         predict_rows((p,), rows.astype(np.float32), np.empty((2, 1, p.width)))
     with pytest.raises(ValueError, match="float64 row of 5"):
         p(rows[0, :-1])
+
+
+def test_the_fast_path_uses_the_prediction_thread_setting(
+    boosters: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its handle sets LightGBM's process-wide thread count on every call, like any other
+    prediction: it must set the same value (see ``boosting.PREDICT_THREADS``)."""
+    lib, params = fast_rows._LIB, []
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(lib, name)
+
+        def LGBM_BoosterPredictForMatSingleRowFastInit(self, *args: Any) -> Any:
+            params.append(args[6].value.decode())
+            return lib.LGBM_BoosterPredictForMatSingleRowFastInit(*args)
+
+    monkeypatch.setattr(fast_rows, "_LIB", Recording())
+    models, X = boosters
+    FastRowPredictor(models[0], RAW, X.shape[1])
+    assert params == [f"num_threads={PREDICT_THREADS}"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -195,6 +196,30 @@ def test_sites_trained_in_parallel_give_the_same_model_as_one_by_one() -> None:
     ]
     assert parallel.calibrators_ == serial.calibrators_
     assert len(parallel.boosters_) == 4
+
+
+def test_sites_trained_side_by_side_agree_on_lightgbm_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LightGBM keeps ``num_threads`` process-wide: a prediction at its default while another
+    site trained on one thread crashed ``lib_lightgbm.so`` (tropism, 100,000 patients)."""
+    seen: list[int] = []
+    real_train, real_predict = lgb.train, lgb.Booster.predict
+
+    def train(params: dict[str, Any], *args: Any, **kwargs: Any) -> lgb.Booster:
+        seen.append(int(params["num_threads"]))
+        return real_train(params, *args, **kwargs)
+
+    def predict(self: lgb.Booster, data: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(int(kwargs.get("num_threads", 0)))
+        return real_predict(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(lgb, "train", train)
+    monkeypatch.setattr(lgb.Booster, "predict", predict)
+    X, Y = _two_sites(400, seed=2)
+    TropismClassifier(**{**SMALL, "n_jobs": 2, "calibration": "sigmoid"}).fit(X, Y)
+    assert len(seen) >= 2 * 4, "every site: calibration folds (train + predict) and a final fit"
+    assert set(seen) == {1}
 
 
 def test_small_batches_give_the_same_outputs_as_large_ones(

@@ -47,6 +47,23 @@ def booster_params(
 #: Below this many rows LightGBM trains faster on one thread than on two (measured here).
 SINGLE_THREAD_ROWS = 20_000
 
+#: ``num_threads`` of every LightGBM prediction call (0: OpenMP's default, every core).
+#:
+#: LightGBM 4 keeps the ``num_threads`` of its latest call in one process-wide variable
+#: (``OMP_SET_NUM_THREADS`` in its ``openmp_wrapper.cpp``), sizes per-thread buffers from it and
+#: reads it again for its parallel loops. A call on another thread that changes it in between
+#: makes a loop run more threads than there are buffers: a segfault in ``lib_lightgbm.so`` (seen
+#: training tropism on 100,000 patients, sites trained side by side). LightGBM's docs say the
+#: same: never change ``num_threads`` while jobs run at once. So calls that can overlap use one
+#: value: this one for prediction (the service's requests, inline or in its thread pool, and the
+#: single-row fast path), and :func:`training_threads` inside a fit.
+PREDICT_THREADS = 0
+
+
+def training_threads(rows: int, n_jobs: int) -> int:
+    """``num_threads`` for training on (and scoring within a fit) ``rows`` rows."""
+    return 1 if rows < SINGLE_THREAD_ROWS else n_jobs
+
 
 def train_booster(
     X: FloatArray,
@@ -55,14 +72,15 @@ def train_booster(
     n_estimators: int,
     categorical: tuple[int, ...],
 ) -> lgb.Booster:
-    if X.shape[0] < SINGLE_THREAD_ROWS:
-        params = {**params, "num_threads": 1}
+    """A booster on ``X``; ``num_threads`` is :func:`training_threads` for its size."""
+    threads = training_threads(X.shape[0], int(params["num_threads"]))
+    params = {**params, "num_threads": threads}
     data = lgb.Dataset(
         X,
         label=y.astype(float),
         categorical_feature=list(categorical),
         free_raw_data=True,
-        params={"verbosity": -1},
+        params={"verbosity": -1, "num_threads": threads},
     )
     return lgb.train(params, data, num_boost_round=n_estimators)
 

@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metapredict.metrics import HORIZONS
-from metapredict.models.boosting import booster_params, train_booster
+from metapredict.models.boosting import PREDICT_THREADS, booster_params, train_booster
 from metapredict.models.fast_rows import CONTRIB, NORMAL, FastRowCache, fast_rows, predict_rows
 
 FloatArray = NDArray[np.float64]
@@ -162,7 +162,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         return rows
 
     def hazards(
-        self, X: ArrayLike, *, upto_months: float | None = None, num_threads: int = 0
+        self, X: ArrayLike, *, upto_months: float | None = None, num_threads: int = PREDICT_THREADS
     ) -> FloatArray:
         """Per-interval hazard, (n, intervals) up to ``upto_months`` (default: max)."""
         self._fitted()
@@ -180,7 +180,11 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         return result
 
     def cumulative_risk(
-        self, X: ArrayLike, months: Sequence[float] = HORIZONS, *, num_threads: int = 0
+        self,
+        X: ArrayLike,
+        months: Sequence[float] = HORIZONS,
+        *,
+        num_threads: int = PREDICT_THREADS,
     ) -> FloatArray:
         """P(distant relapse by each of ``months``), (n, len(months))."""
         h = self.hazards(X, upto_months=max(months), num_threads=num_threads)
@@ -189,7 +193,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         result: FloatArray = 1.0 - survival[:, idx]
         return result
 
-    def predict_outputs(self, X: ArrayLike, *, num_threads: int = 0) -> FloatArray:
+    def predict_outputs(self, X: ArrayLike, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
         """(n, 4): cumulative risk at 36, 60, 120 months and P(relapse in (60,120] | free at 60)."""
         risk = self.cumulative_risk(X, (*HORIZONS, LATE_FROM, LATE_TO), num_threads=num_threads)
         n_h = len(HORIZONS)
@@ -202,7 +206,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         return result
 
     def contributions(
-        self, X: ArrayLike, *, at_months: float = LATE_FROM, num_threads: int = 0
+        self, X: ArrayLike, *, at_months: float = LATE_FROM, num_threads: int = PREDICT_THREADS
     ) -> FloatArray:
         """Per-feature contributions to the log-odds of the relapse hazard at ``at_months``.
 

@@ -18,6 +18,8 @@ import numpy as np
 from lightgbm import basic
 from numpy.typing import NDArray
 
+from metapredict.models.boosting import PREDICT_THREADS
+
 FloatArray = NDArray[np.float64]
 
 #: LightGBM's loaded C library (a private name of lightgbm.basic, stable across 4.x).
@@ -51,7 +53,7 @@ class FastRowPredictor:
                 ctypes.c_int(-1),
                 ctypes.c_int(basic._C_API_DTYPE_FLOAT64),
                 ctypes.c_int32(n_features),
-                basic._c_str("num_threads=1"),
+                basic._c_str(f"num_threads={PREDICT_THREADS}"),
                 ctypes.byref(self._handle),
             )
         )

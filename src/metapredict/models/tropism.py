@@ -15,11 +15,13 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metapredict.models.boosting import (
+    PREDICT_THREADS,
     SINGLE_THREAD_ROWS,
     Platt,
     booster_params,
     choose_calibration,
     train_booster,
+    training_threads,
 )
 from metapredict.models.fast_rows import CONTRIB, RAW, FastRowCache, fast_rows, predict_rows
 
@@ -130,7 +132,9 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                     b = train_booster(
                         X[tr], y[tr], params, self.n_estimators, self.categorical_features
                     )
-                    oof[va] = b.predict(X[va], raw_score=True)
+                    # the training's own thread count: other sites may be training meanwhile
+                    threads = training_threads(len(tr), self.n_jobs)
+                    oof[va] = b.predict(X[va], raw_score=True, num_threads=threads)
                 calibrator = choose_calibration(oof, y, self.calibration, self.random_state + k)
         booster = train_booster(X, y, params, self.n_estimators, self.categorical_features)
         return booster, calibrator
@@ -154,7 +158,8 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.classes_ = [np.array([False, True])] * self.n_outputs_
         # Sites are independent: on small data each booster trains on one thread (faster than
         # two, see SINGLE_THREAD_ROWS), so the sites share the n_jobs threads instead. LightGBM
-        # releases the GIL while it trains; every site's model is the same either way.
+        # releases the GIL while it trains; every site's model is the same either way. Every
+        # LightGBM call in a site's fit then uses one thread (see boosting.PREDICT_THREADS).
         workers = min(self.n_jobs, self.n_outputs_) if X_arr.shape[0] < SINGLE_THREAD_ROWS else 1
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -196,7 +201,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         )
         return arr
 
-    def margins(self, X: ArrayLike, *, num_threads: int = 0) -> FloatArray:
+    def margins(self, X: ArrayLike, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
         """Calibrated log-odds per site, (n, sites)."""
         fast = self._fast(X, RAW)
         if fast is not None:
@@ -217,7 +222,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict(self, X: ArrayLike) -> NDArray[np.bool_]:
         return self.predict_proba(X) >= 0.5
 
-    def contributions(self, X: ArrayLike, *, num_threads: int = 0) -> FloatArray:
+    def contributions(self, X: ArrayLike, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
         """Signed per-feature contributions to each site's calibrated log-odds.
 
         Shape (n, sites, n_features + 1); the last entry is the bias. Each row sums to the
