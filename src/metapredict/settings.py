@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +20,17 @@ def project_root() -> Path:
 
 def default_tracking_uri() -> str:
     return f"sqlite:///{project_root() / 'mlruns' / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, as SQLAlchemy (so MLflow) opens it.
+
+    Percent escapes are decoded and a query string (``?timeout=...``) is dropped; None for any
+    other URI.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
 
 
 class StoreSettings(BaseSettings):
@@ -40,9 +52,9 @@ class StoreSettings(BaseSettings):
     def resolved_artifact_root(self) -> Path:
         if self.artifact_root:
             return Path(self.artifact_root)
-        uri = self.resolved_tracking_uri()
-        if uri.startswith("sqlite:///"):
-            return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+        database = sqlite_path(self.resolved_tracking_uri())
+        if database is not None:
+            return database.parent / "artifacts"
         return project_root() / "mlruns" / "artifacts"
 
 

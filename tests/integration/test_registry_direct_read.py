@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -12,7 +14,7 @@ from metapredict import registry
 from metapredict.registry.direct_read import KNOWN_SCHEMA_REVISIONS, read_version
 from metapredict.registry.loader import fetch
 from metapredict.registry.store import connect, model_name
-from metapredict.settings import StoreSettings
+from metapredict.settings import StoreSettings, sqlite_path
 from tests.support import TrainedStore, store_settings
 
 pytestmark = pytest.mark.slow
@@ -51,13 +53,20 @@ def test_direct_read_matches_mlflow_client(
 @pytest.fixture
 def store_copy(trained_store: TrainedStore, tmp_path: Path) -> StoreSettings:
     """A writable copy of the trained store (database and artifacts)."""
-    source = Path(trained_store.settings.tracking_uri.removeprefix("sqlite:///")).parent
-    shutil.copytree(source, tmp_path / "store")
+    shutil.copytree(_db_file(trained_store.settings).parent, tmp_path / "store")
     return store_settings(tmp_path / "store")
 
 
-def _db(settings: StoreSettings) -> sqlite3.Connection:
-    return sqlite3.connect(settings.tracking_uri.removeprefix("sqlite:///"))
+def _db_file(settings: StoreSettings) -> Path:
+    path = sqlite_path(settings.tracking_uri)
+    assert path is not None
+    return path
+
+
+def _execute(settings: StoreSettings, sql: str) -> None:
+    """One statement, committed, on the store's database (outside MLflow)."""
+    with contextlib.closing(sqlite3.connect(_db_file(settings))) as db, db:
+        db.execute(sql)
 
 
 def test_direct_read_follows_alias_changes_made_through_mlflow(store_copy: StoreSettings) -> None:
@@ -90,14 +99,53 @@ def test_direct_read_follows_alias_changes_made_through_mlflow(store_copy: Store
             "predictor file missing",
         ),
         ("DROP TABLE latest_metrics", "a table missing"),
+        ("DELETE FROM runs", "the version's run is gone (MLflow's client fails on it)"),
     ],
 )
 def test_direct_read_steps_aside_when_it_cannot_be_sure(
     store_copy: StoreSettings, change: str, why: str
 ) -> None:
-    with _db(store_copy) as db:
-        db.execute(change)
+    assert read_version("tropism", "champion", store_copy) is not None
+    _execute(store_copy, change)
     assert read_version("tropism", "champion", store_copy) is None, why
+
+
+def test_a_deleted_version_is_not_served(store_copy: StoreSettings) -> None:
+    """MLflow keeps a deleted version's row, marked; an alias left on it names nothing."""
+    _execute(store_copy, "UPDATE model_versions SET current_stage = 'Deleted_Internal'")
+    assert read_version("tropism", "champion", store_copy) is None
+    with pytest.raises(registry.ModelNotFoundError):
+        registry.load("tropism", "champion", store_copy)
+
+
+def test_artifacts_found_from_the_source_when_no_storage_location(
+    store_copy: StoreSettings,
+) -> None:
+    before = read_version("tropism", "champion", store_copy)
+    assert before is not None
+    _execute(
+        store_copy,
+        "UPDATE model_versions SET source = storage_location, storage_location = NULL",
+    )
+    after = read_version("tropism", "champion", store_copy)
+    assert after is not None
+    assert after.predictor_path == before.predictor_path
+
+
+def test_percent_escapes_in_the_store_uri_are_decoded_as_mlflow_does(
+    trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    """SQLAlchemy opens ``sqlite:///my%20store/mlflow.db`` as ``my store/mlflow.db``."""
+    shutil.copytree(_db_file(trained_store.settings).parent, tmp_path / "my store")
+    db = tmp_path / "my store" / "mlflow.db"
+    settings = store_settings(tmp_path / "my store").model_copy(
+        update={"tracking_uri": f"sqlite:///{quote(str(db))}"}
+    )
+    assert "%20" in settings.tracking_uri
+    local = read_version("tropism", "champion", settings)
+    assert local is not None
+    through_mlflow = settings.model_copy(update={"direct_read": False})
+    assert local.version == registry.current_version("tropism", "champion", through_mlflow)
 
 
 def test_direct_read_steps_aside_when_asked_or_for_other_stores(
@@ -112,6 +160,9 @@ def test_direct_read_steps_aside_when_asked_or_for_other_stores(
     # MLflow resolves its reserved alias itself (the highest version), not from a stored row.
     assert read_version("tropism", "latest", settings) is None
     assert registry.current_version("tropism", "latest", settings) == "1"
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    assert read_version("tropism", "champion", settings) is None
+    monkeypatch.delenv("MLFLOW_ENABLE_WORKSPACES")
     monkeypatch.setenv("MLFLOW_WORKSPACE", "team-a")
     assert read_version("tropism", "champion", settings) is None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -43,9 +45,41 @@ def test_prefetch_loads_what_the_registry_names(
             np.testing.assert_array_equal(
                 predictor.predict(_frame()).to_numpy(), expected.predict(_frame()).to_numpy()
             )
-            assert not (prefetch.download_dir / task).exists()
+            if not direct_read:
+                assert prefetch.download_dir is not None
+                assert not (prefetch.download_dir / task).exists()
         download_dir = prefetch.download_dir
-    assert not download_dir.exists()
+    if direct_read:
+        assert download_dir is None  # nothing downloaded: the predictors open where they lie
+    else:
+        assert download_dir is not None and not download_dir.exists()
+
+
+#: What the server does before it answers: find both champions and unpickle them.
+LOAD_BOTH = """
+import sys
+from metapredict.registry.fetch import Prefetch
+from metapredict.settings import StoreSettings
+settings = StoreSettings(tracking_uri=sys.argv[1], artifact_root=sys.argv[2])
+with Prefetch(("tropism", "dormancy"), "champion", settings) as prefetch:
+    for task in ("tropism", "dormancy"):
+        assert prefetch.load(task, "champion", settings).task == task
+    heavy = [m for m in ("mlflow", "sqlalchemy", "alembic") if m in sys.modules]
+    print(prefetch.child_started, *heavy)
+"""
+
+
+def test_serve_start_up_loads_the_champions_without_mlflow(trained_store: TrainedStore) -> None:
+    """The point of the direct read: a server process that never imports MLflow."""
+    settings = trained_store.settings
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_BOTH, settings.tracking_uri, settings.artifact_root],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert out.stdout.split() == ["False"]
 
 
 def test_prefetch_names_a_missing_model(tmp_store: StoreSettings) -> None:

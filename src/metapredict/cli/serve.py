@@ -20,8 +20,8 @@ def serve(
     if poll_seconds is not None:
         overrides["poll_seconds"] = poll_seconds
     settings = ServingSettings(**overrides)  # type: ignore[arg-type]
-    # Ask the registry for the champions in a child process now, so MLflow's start-up runs on
-    # the other core while this process imports the service's stack.
+    # Find the champions now: read a local SQLite registry directly, or else start a child
+    # process that asks MLflow's client on the other core while this one imports the service.
     with Prefetch(settings.tasks, settings.alias, settings) as prefetch:
         import uvicorn
 

@@ -53,6 +53,14 @@ class PrefetchFailedError(RuntimeError):
     """The child process gave no usable answer (crashed, timed out, or said nonsense)."""
 
 
+def _ok(fetched: FetchedModel) -> dict[str, Any]:
+    return {"status": "ok", "model": asdict(fetched)}
+
+
+def _missing(err: ModelNotFoundError) -> dict[str, Any]:
+    return {"status": "missing", "message": str(err)}
+
+
 def fetch_all(
     tasks: Sequence[str], alias: str, settings: StoreSettings, dest: Path
 ) -> dict[str, dict[str, Any]]:
@@ -62,11 +70,11 @@ def fetch_all(
         try:
             fetched = fetch(task, alias, settings, dest / task)
         except ModelNotFoundError as err:
-            results[task] = {"status": "missing", "message": str(err)}
+            results[task] = _missing(err)
         except Exception as err:  # reported to the server, which keeps polling
             results[task] = {"status": "error", "message": f"{type(err).__name__}: {err}"}
         else:
-            results[task] = {"status": "ok", "model": asdict(fetched)}
+            results[task] = _ok(fetched)
     return results
 
 
@@ -79,11 +87,11 @@ def read_all(
         try:
             fetched = find_local(task, alias, settings)
         except ModelNotFoundError as err:
-            results[task] = {"status": "missing", "message": str(err)}
+            results[task] = _missing(err)
             continue
         if fetched is None:
             return None
-        results[task] = {"status": "ok", "model": asdict(fetched)}
+        results[task] = _ok(fetched)
     return results
 
 
@@ -123,14 +131,15 @@ class Prefetch:
     ) -> None:
         self.alias = alias
         self.settings = settings
-        self._dest = Path(tempfile.mkdtemp(prefix="metapredict-fetch-"))
         self._deadline = time.monotonic() + timeout
         self._lock = threading.Lock()
         self._answer: dict[str, dict[str, Any]] | None = read_all(tasks, alias, settings)
         self._failure: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._dest: Path | None = None
         if self._answer is not None:
             return
+        self._dest = Path(tempfile.mkdtemp(prefix="metapredict-fetch-"))
         request = {
             "tasks": list(tasks),
             "alias": alias,
@@ -151,8 +160,9 @@ class Prefetch:
         return self._proc is not None
 
     @property
-    def download_dir(self) -> Path:
-        """Where the child downloads (removed per task once loaded, and by ``close``)."""
+    def download_dir(self) -> Path | None:
+        """Where the child downloads (removed per task once loaded, and by ``close``); None
+        when no child was started."""
         return self._dest
 
     def _read_answer(self) -> dict[str, dict[str, Any]]:
@@ -218,7 +228,8 @@ class Prefetch:
         try:
             return open_fetched(fetched)
         finally:
-            shutil.rmtree(self._dest / task, ignore_errors=True)
+            if self._dest is not None:  # the child's download (a direct read opens in place)
+                shutil.rmtree(self._dest / task, ignore_errors=True)
 
     def close(self) -> None:
         """End the child if it still runs and remove its downloads (idempotent)."""
@@ -228,7 +239,8 @@ class Prefetch:
             self._proc.wait()
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
-        shutil.rmtree(self._dest, ignore_errors=True)
+        if self._dest is not None:
+            shutil.rmtree(self._dest, ignore_errors=True)
 
     def __enter__(self) -> Prefetch:
         return self

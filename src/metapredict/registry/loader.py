@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FetchedModel:
-    """A registered version's predictor artifact, downloaded to ``predictor_path``."""
+    """A registered version's predictor artifact at ``predictor_path`` (downloaded, or the file
+    in a local artifact store)."""
 
     task: str
     name: str

@@ -35,7 +35,7 @@ from metapredict.registry.store import (
     model_name,
 )
 from metapredict.registry.tracking import git_commit
-from metapredict.settings import StoreSettings, get_store_settings
+from metapredict.settings import StoreSettings, get_store_settings, sqlite_path
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,8 @@ class PromotionResult:
 def lock_path(settings: StoreSettings | None = None) -> Path:
     """``<store>.registry.lock`` next to a SQLite store; else in the artifact root."""
     settings = settings or get_store_settings()
-    uri = settings.resolved_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
+    db = sqlite_path(settings.resolved_tracking_uri())
+    if db is not None:
         return db.with_name(db.name + ".registry.lock")
     return settings.resolved_artifact_root() / "registry.lock"
 

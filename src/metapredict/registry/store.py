@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metapredict.settings import StoreSettings, get_store_settings
+from metapredict.settings import StoreSettings, get_store_settings, sqlite_path
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -39,8 +39,9 @@ def connect(settings: StoreSettings | None = None) -> tuple[object, str, Path]:
     settings = settings or get_store_settings()
     uri = settings.resolved_tracking_uri()
     root = settings.resolved_artifact_root()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
