@@ -53,8 +53,7 @@ from serving.settings import ServingSettings
 settings = ServingSettings(poll_seconds=0)
 t.append(time.perf_counter())
 prefetch = Prefetch(settings.tasks, settings.alias, settings)
-spawned = time.perf_counter()
-t.append(spawned)
+t.append(time.perf_counter())
 import uvicorn, serving.app
 t.append(time.perf_counter())
 app = serving.app.create_app(
@@ -62,8 +61,7 @@ app = serving.app.create_app(
 )
 t.append(time.perf_counter())
 prefetch.version("tropism", settings.alias, settings)
-answered = time.perf_counter()
-t.append(answered)
+t.append(time.perf_counter())
 for task in settings.tasks:
     prefetch.load(task, settings.alias, settings)
 t.append(time.perf_counter())

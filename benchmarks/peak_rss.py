@@ -7,7 +7,7 @@ reports at least the runner's peak whatever it uses itself. This launcher is a b
 (stdlib only, about 10 MiB): the command it starts inherits the launcher's peak, not the
 runner's, and ``wait4`` then gives the command's own peak (including any children it waited for).
 
-Usage: ``python -m benchmarks.peak_rss OUT_FILE COMMAND [ARGS...]``. The exit status is the
+Usage: ``python benchmarks/peak_rss.py OUT_FILE COMMAND [ARGS...]``. The exit status is the
 command's (128 + signal number if a signal ended it). OUT_FILE is written only when the command
 ends, so a launcher killed with its command (same process group) leaves no number behind.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 2:
-        print("usage: python -m benchmarks.peak_rss OUT_FILE COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: python benchmarks/peak_rss.py OUT_FILE COMMAND [ARGS...]", file=sys.stderr)
         return 2
     out, command = Path(args[0]), args[1:]
     pid = os.posix_spawnp(command[0], command, dict(os.environ))

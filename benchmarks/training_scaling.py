@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import (
-    REPO,
+    BENCH_DIR,
     VENV_BIN,
     PartOptions,
     Report,
@@ -85,14 +85,13 @@ def train_once(task: str, patients: int, plan: Plan, store: Path, timeout_s: flo
     stamp = time.monotonic_ns()
     peak_path = store / f"peak-{task}-{patients}-{stamp}.kib"
     train = [str(VENV_BIN / "metapredict"), "train", task, "--config", str(toml)]
-    argv = [sys.executable, "-m", "benchmarks.peak_rss", str(peak_path), *train]
+    argv = [sys.executable, str(BENCH_DIR / "peak_rss.py"), str(peak_path), *train]
     log_path = store / f"train-{task}-{patients}-{stamp}.log"
     with log_path.open("wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
             argv,
             env=store_env(store),
-            cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -13,34 +13,39 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: A parent that holds ``BIG`` MiB, then starts the launcher on a command and prints
-#: "<exit status> <peak KiB>" (the peak file is left empty if the launcher wrote nothing).
+LAUNCHER = REPO / "benchmarks" / "peak_rss.py"
+
+#: A parent that holds ``BIG`` MiB, starts a bare interpreter directly (the premise: its peak
+#: comes out at least the parent's), then the launcher on a command; prints
+#: "<exit status> <peak KiB via the launcher> <peak KiB of the direct start>".
 PARENT = """
-import subprocess, sys
+import os, subprocess, sys
 from pathlib import Path
 big = bytearray({big} * 2**20)
 for i in range(0, len(big), 4096):
     big[i] = 1
+direct = subprocess.Popen([sys.executable, "-c", "pass"])
+_, _, usage = os.wait4(direct.pid, 0)
 out = Path(sys.argv[1])
-argv = [sys.executable, "-m", "benchmarks.peak_rss", str(out), *sys.argv[2:]]
-code = subprocess.run(argv).returncode
-print(code, out.read_text().strip() if out.exists() else "")
+code = subprocess.run([sys.executable, {launcher!r}, str(out), *sys.argv[2:]]).returncode
+print(code, out.read_text().strip() if out.exists() else "-", usage.ru_maxrss)
 """
 
 BIG = 400
 
 
 def launch(tmp_path: Path, *command: str) -> tuple[int, float]:
+    """Exit status and peak MiB of ``command`` started through the launcher by a large parent."""
     out = tmp_path / "peak.kib"
     done = subprocess.run(
-        [sys.executable, "-c", PARENT.format(big=BIG), str(out), *command],
-        cwd=REPO,
+        [sys.executable, "-c", PARENT.format(big=BIG, launcher=str(LAUNCHER)), str(out), *command],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    code, kib = done.stdout.split()
+    code, kib, direct_kib = done.stdout.split()
+    assert int(direct_kib) / 1024 >= BIG, "premise: a directly started child reports our peak"
     return int(code), int(kib) / 1024
 
 
@@ -65,8 +70,7 @@ def test_exit_status_and_signal_pass_through(tmp_path: Path) -> None:
 
 def test_usage_error_without_a_command(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peak_rss", str(tmp_path / "peak.kib")],
-        cwd=REPO,
+        [sys.executable, str(LAUNCHER), str(tmp_path / "peak.kib")],
         capture_output=True,
         text=True,
         timeout=60,
