@@ -108,12 +108,22 @@ def train_once(task: str, patients: int, plan: Plan, store: Path, timeout_s: flo
             time.sleep(0.05)
         seconds = time.perf_counter() - started
     ok = proc.returncode == 0
-    detail = "" if ok else log_path.read_text(errors="replace")[-400:]
+    detail = ""
+    if not ok:
+        detail = f"{_exit_reason(proc.returncode)}\n{log_path.read_text(errors='replace')[-400:]}"
     try:
         peak_mib = int(peak_path.read_text()) / 1024
     except (OSError, ValueError):
         peak_mib = float("nan")
     return Run(task, patients, seconds, peak_mib, ok, detail)
+
+
+def _exit_reason(code: int) -> str:
+    """The launcher passes a signal on as 128 + its number (a crash shows as SIGSEGV)."""
+    if code > 128:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(code - 128).name}"
+    return f"exit status {code}"
 
 
 def _estimate(runs: list[Run], task: str, patients: int) -> float | None:
@@ -160,7 +170,7 @@ def run(opts: PartOptions, budget_s: float | None = None) -> Report:
             runs.append(result)
             log(
                 f"  training {task} {size:,}: {result.seconds:.1f} s, "
-                f"peak {result.peak_mib:,.0f} MiB{'' if result.ok else ' FAILED ' + result.detail}"
+                f"peak {result.peak_mib:,.0f} MiB{'' if result.ok else ' FAILED: ' + result.detail}"
             )
 
     rows = []
@@ -236,7 +246,9 @@ def run(opts: PartOptions, budget_s: float | None = None) -> Report:
         report.notes.append(f"Skipped: {line}.")
     for r in runs:
         if not r.ok:
-            report.notes.append(f"Failed: {r.task} at {r.patients:,} ({r.detail.strip()[-200:]}).")
+            reason, _, log_tail = r.detail.partition("\n")
+            ends = f"; log ends: {' '.join(log_tail.split())[-200:]}" if log_tail.strip() else ""
+            report.notes.append(f"Failed: {r.task} at {r.patients:,} ({reason}{ends}).")
     return report
 
 
