@@ -17,7 +17,7 @@ written against, and a test fails when the installed MLflow's schema moves past 
 This is a deliberate exception to the house rule "ask the registry, do not reach into MLflow's
 storage": it still resolves the alias through the registry's own tables (never a folder layout),
 but without MLflow's client, and only reads: finding and loading champions (``metapredict
-serve`` ready in 0.37x rather than 0.50x the time of ``mlflow models serve``,
+serve`` ready in about a third rather than half the time of ``mlflow models serve``,
 ``benchmarks/results/cold_start.md``) and the service's polling for a new one. Training,
 registration and promotion write through MLflow's client.
 """
