@@ -32,6 +32,9 @@ from benchmarks.common import (
 )
 
 GOAL = 0.8
+QUICK_NOTE = "quick mode: 5,000 patients, not the target's size"
+#: Largest difference allowed between the predictor's and pyfunc's probabilities (same model).
+AGREEMENT_TOLERANCE = 1e-9
 #: Seconds for the timed repeats (full mode): as many repeats (2 to 5) as fit.
 BUDGET_S = 45.0
 FLOOR = "raw LightGBM Boosters on encoded X (floor)"
@@ -49,6 +52,7 @@ def _time(fn: Callable[[], Any]) -> float:
 
 def run(opts: PartOptions, store: Path | None = None) -> Report:
     from metapredict import features, registry, schema
+    from metapredict.registry.store import connect
     from metapredict.simulator import default_config, simulate_cohort
 
     patients = 5_000 if opts.quick else 100_000
@@ -64,6 +68,9 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
         native_load = time.perf_counter() - started
         import mlflow.pyfunc
 
+        # pyfunc resolves models:/ against MLflow's process-wide registry URI, which an earlier
+        # part (quality trains seed 11 after seed 7) may have left on another store.
+        connect(settings)
         started = time.perf_counter()
         pyfunc = mlflow.pyfunc.load_model("models:/metapredict-tropism@champion")
         pyfunc_load = time.perf_counter() - started
@@ -81,6 +88,11 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
     ours = predictor.predict(frame).to_numpy()
     theirs = np.asarray(pyfunc.predict(frame), dtype=float)
     agreement = float(np.max(np.abs(ours - theirs)))
+    if not agreement <= AGREEMENT_TOLERANCE:
+        raise RuntimeError(
+            f"metapredict's predictor and mlflow.pyfunc disagree by up to {agreement:.1e}: they "
+            "did not load the same model, so their speeds cannot be compared"
+        )
 
     small = frame.head(500)
     predictor.predict(small)  # warm-up
@@ -139,24 +151,22 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
     encode = Spread.of(encode_seconds)
     encode_share = encode.median / Spread.of(seconds[MATRIX]).median
     missed_note = (
-        f"encoding the frame (CLR of 22 fractions, category codes) costs about "
-        f"{encode_share:.0%} of the time of predict_matrix(encode_frame(...)); profiling to follow"
+        f"encoding the frame (CLR of 22 fractions, category codes) takes about "
+        f"{encode_share:.0%} of predict_matrix(encode_frame(...)); the rest is the boosters"
     )
+
+    def target(label: str, measured: Spread) -> Target:
+        met = measured.median >= GOAL
+        if opts.quick:  # 5,000 patients: fixed costs weigh more than at the target's size
+            return Target(label, f">= {GOAL}x", f"{measured.fmt(2)}x", None, QUICK_NOTE)
+        return Target(label, f">= {GOAL}x", f"{measured.fmt(2)}x", met, "" if met else missed_note)
+
     report.targets = [
-        Target(
+        target(
             "in-process batch scoring vs raw Boosters (predict_matrix(encode_frame(frame)))",
-            f">= {GOAL}x",
-            f"{matrix_ratio.fmt(2)}x",
-            matrix_ratio.median >= GOAL,
-            "" if matrix_ratio.median >= GOAL else missed_note,
+            matrix_ratio,
         ),
-        Target(
-            "in-process batch scoring vs raw Boosters (predict(frame))",
-            f">= {GOAL}x",
-            f"{frame_ratio.fmt(2)}x",
-            frame_ratio.median >= GOAL,
-            "" if frame_ratio.median >= GOAL else missed_note,
-        ),
+        target("in-process batch scoring vs raw Boosters (predict(frame))", frame_ratio),
     ]
     report.add(
         "Method",
