@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -22,15 +23,24 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{project_root() / 'mlruns' / 'mlflow.db'}"
 
 
+#: ``sqlite:///<database>``, with or without a driver (``sqlite+pysqlite:///``).
+_SQLITE_URI = re.compile(r"sqlite(\+\w+)?:///(?P<rest>.*)", re.DOTALL)
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, as SQLAlchemy (so MLflow) opens it.
 
-    Percent escapes are decoded and a query string (``?timeout=...``) is dropped; None for any
-    other URI.
+    Percent escapes are decoded and a query string (``?timeout=...``) is dropped. None for any
+    other URI, and for SQLite URIs that name no file here: an in-memory database, or a SQLite
+    ``file:`` URI (``?uri=true``) whose options SQLite itself reads.
     """
-    if not uri.startswith("sqlite:///"):
+    match = _SQLITE_URI.fullmatch(uri)
+    if match is None:
         return None
-    return Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
+    database, _, query = match["rest"].partition("?")
+    if database in ("", ":memory:") or "uri=true" in query.lower():
+        return None
+    return Path(unquote(database))
 
 
 class StoreSettings(BaseSettings):
