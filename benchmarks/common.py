@@ -136,7 +136,7 @@ def fmt_num(value: float | None, digits: int = 1) -> str:
 
 @dataclass
 class Target:
-    """A stated goal and whether this run met it (None: not measured)."""
+    """A stated goal and whether this run met it (None: not judged: not measured, or quick mode)."""
 
     name: str
     goal: str
@@ -146,7 +146,7 @@ class Target:
 
     @property
     def status(self) -> str:
-        return {True: "met", False: "**missed**", None: "not measured"}[self.met]
+        return {True: "met", False: "**missed**", None: "not judged"}[self.met]
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -3,7 +3,7 @@
 Each run is a subprocess ``metapredict train <task> --config <tmp>.toml`` (the packaged default
 config with only ``data.simulate_patients`` changed) against a throwaway store
 (``METAPREDICT_TRACKING_URI=sqlite:///<tmp>/mlflow.db``); peak memory is the run's own
-``ru_maxrss``, taken by the small launcher ``benchmarks.peak_rss`` (started directly, the run
+``ru_maxrss``, taken by the small launcher ``benchmarks/peak_rss.py`` (started directly, the run
 would report at least this process's peak, see there). Every run has a deadline (what is left
 of the budget); a repeat that would not fit (estimated from the same size's first run) is
 skipped and reported as such.
@@ -119,10 +119,12 @@ def train_once(task: str, patients: int, plan: Plan, store: Path, timeout_s: flo
 
 
 def _exit_reason(code: int) -> str:
-    """The launcher passes a signal on as 128 + its number (a crash shows as SIGSEGV)."""
-    if code > 128:
+    """The launcher passes a signal on as 128 + its number (a crash shows as SIGSEGV); a
+    negative code is a signal that ended the launcher itself."""
+    number = code - 128 if code > 128 else -code if code < 0 else 0
+    if number:
         with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(code - 128).name}"
+            return f"killed by {signal.Signals(number).name}"
     return f"exit status {code}"
 
 

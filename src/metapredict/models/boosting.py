@@ -56,7 +56,9 @@ SINGLE_THREAD_ROWS = 20_000
 #: training tropism on 100,000 patients, sites trained side by side). LightGBM's docs say the
 #: same: never change ``num_threads`` while jobs run at once. So calls that can overlap use one
 #: value: this one for prediction (the service's requests, inline or in its thread pool, and the
-#: single-row fast path), and :func:`training_threads` inside a fit.
+#: single-row fast path), and :func:`training_threads` inside a fit. Training and serving
+#: never overlap in one process (a job trains, then scores); code that makes them overlap must
+#: use one value for both.
 PREDICT_THREADS = 0
 
 
