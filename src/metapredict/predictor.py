@@ -16,7 +16,6 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from metapredict import features, schema
-from metapredict.models.boosting import PREDICT_THREADS
 from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
 from metapredict.models.dormancy import DiscreteTimeHazard
 from metapredict.models.tropism import TropismClassifier
@@ -59,35 +58,31 @@ class Predictor:
 
     # -- the request path: encoded matrices ------------------------------------------------
 
-    def predict_matrix(self, X: FloatArray, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
+    def predict_matrix(self, X: FloatArray) -> FloatArray:
         """(n, outputs): site probabilities, or risks at 36/60/120 months and late relapse."""
         if isinstance(self.estimator, TropismClassifier):
-            margins = self.estimator.margins(X, num_threads=num_threads)
+            margins = self.estimator.margins(X)
             result: FloatArray = 1.0 / (1.0 + np.exp(-margins))
             return result
-        return self.estimator.predict_outputs(X, num_threads=num_threads)
+        return self.estimator.predict_outputs(X)
 
-    def contributions_matrix(
-        self, X: FloatArray, *, num_threads: int = PREDICT_THREADS
-    ) -> FloatArray:
+    def contributions_matrix(self, X: FloatArray) -> FloatArray:
         """(n, explained outputs, features + 1) signed log-odds contributions; last = bias."""
         if isinstance(self.estimator, TropismClassifier):
-            return self.estimator.contributions(X, num_threads=num_threads)
-        return self.estimator.contributions(X, num_threads=num_threads)[:, None, :]
+            return self.estimator.contributions(X)
+        return self.estimator.contributions(X)[:, None, :]
 
-    def predict_and_explain(
-        self, X: FloatArray, *, num_threads: int = PREDICT_THREADS
-    ) -> tuple[FloatArray, FloatArray]:
+    def predict_and_explain(self, X: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Outputs and contributions together, as cheaply as possible.
 
         For tropism the calibrated log-odds are the sums of the contributions, so each booster
         runs once per row; for dormancy the hazard curve and the contributions at 60 months.
         """
-        contributions = self.contributions_matrix(X, num_threads=num_threads)
+        contributions = self.contributions_matrix(X)
         if isinstance(self.estimator, TropismClassifier):
             outputs: FloatArray = 1.0 / (1.0 + np.exp(-contributions.sum(axis=2)))
         else:
-            outputs = self.estimator.predict_outputs(X, num_threads=num_threads)
+            outputs = self.estimator.predict_outputs(X)
         return outputs, contributions
 
     def risk_group(self, risk_120: FloatArray) -> list[str]:

@@ -171,15 +171,15 @@ class _Gated(Predictor):
     entered: threading.Event
     gate: threading.Event
 
-    def predict_and_explain(self, X: Any, *, num_threads: int = 0) -> Any:
+    def predict_and_explain(self, X: Any) -> Any:
         self.entered.set()
         assert self.gate.wait(WAIT)
-        return super().predict_and_explain(X, num_threads=num_threads)
+        return super().predict_and_explain(X)
 
-    def predict_matrix(self, X: Any, *, num_threads: int = 0) -> Any:
+    def predict_matrix(self, X: Any) -> Any:
         self.entered.set()
         assert self.gate.wait(WAIT)
-        return super().predict_matrix(X, num_threads=num_threads)
+        return super().predict_matrix(X)
 
 
 class _Registry:

@@ -161,9 +161,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         rows[:, -1] = np.tile(np.arange(n_intervals) * self.interval_months, n)
         return rows
 
-    def hazards(
-        self, X: ArrayLike, *, upto_months: float | None = None, num_threads: int = PREDICT_THREADS
-    ) -> FloatArray:
+    def hazards(self, X: ArrayLike, *, upto_months: float | None = None) -> FloatArray:
         """Per-interval hazard, (n, intervals) up to ``upto_months`` (default: max)."""
         self._fitted()
         small = fast_rows(X, self.n_features_in_)
@@ -175,27 +173,21 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             h = np.empty((rows.shape[0], 1, 1))
             predict_rows((fast,), rows, h)
         else:
-            h = np.asarray(self.booster_.predict(rows, num_threads=num_threads))
+            h = np.asarray(self.booster_.predict(rows, num_threads=PREDICT_THREADS))
         result: FloatArray = np.asarray(h).reshape(arr.shape[0], k)
         return result
 
-    def cumulative_risk(
-        self,
-        X: ArrayLike,
-        months: Sequence[float] = HORIZONS,
-        *,
-        num_threads: int = PREDICT_THREADS,
-    ) -> FloatArray:
+    def cumulative_risk(self, X: ArrayLike, months: Sequence[float] = HORIZONS) -> FloatArray:
         """P(distant relapse by each of ``months``), (n, len(months))."""
-        h = self.hazards(X, upto_months=max(months), num_threads=num_threads)
+        h = self.hazards(X, upto_months=max(months))
         survival = np.cumprod(1.0 - h, axis=1, dtype=np.float64)
         idx = [round(m / self.interval_months) - 1 for m in months]
         result: FloatArray = 1.0 - survival[:, idx]
         return result
 
-    def predict_outputs(self, X: ArrayLike, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
+    def predict_outputs(self, X: ArrayLike) -> FloatArray:
         """(n, 4): cumulative risk at 36, 60, 120 months and P(relapse in (60,120] | free at 60)."""
-        risk = self.cumulative_risk(X, (*HORIZONS, LATE_FROM, LATE_TO), num_threads=num_threads)
+        risk = self.cumulative_risk(X, (*HORIZONS, LATE_FROM, LATE_TO))
         n_h = len(HORIZONS)
         at_from, at_to = risk[:, n_h], risk[:, n_h + 1]
         late = (at_to - at_from) / np.clip(1.0 - at_from, 1e-12, None)
@@ -205,9 +197,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         result: FloatArray = self.cumulative_risk(X, (HORIZONS[-1],))[:, 0]
         return result
 
-    def contributions(
-        self, X: ArrayLike, *, at_months: float = LATE_FROM, num_threads: int = PREDICT_THREADS
-    ) -> FloatArray:
+    def contributions(self, X: ArrayLike, *, at_months: float = LATE_FROM) -> FloatArray:
         """Per-feature contributions to the log-odds of the relapse hazard at ``at_months``.
 
         Shape (n, n_features + 1); the last entry is the bias (which absorbs the time term).
@@ -225,7 +215,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             contrib = contrib[:, 0, :]
         else:
             contrib = np.asarray(
-                self.booster_.predict(rows, pred_contrib=True, num_threads=num_threads)
+                self.booster_.predict(rows, pred_contrib=True, num_threads=PREDICT_THREADS)
             )
         out = np.empty((arr.shape[0], arr.shape[1] + 1))
         out[:, :-1] = contrib[:, :-2]

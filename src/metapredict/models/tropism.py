@@ -201,7 +201,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         )
         return arr
 
-    def margins(self, X: ArrayLike, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
+    def margins(self, X: ArrayLike) -> FloatArray:
         """Calibrated log-odds per site, (n, sites)."""
         fast = self._fast(X, RAW)
         if fast is not None:
@@ -211,7 +211,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         arr = self._check(X)
         out = np.empty((arr.shape[0], self.n_outputs_))
         for k, (b, cal) in enumerate(zip(self.boosters_, self.calibrators_, strict=True)):
-            raw = np.asarray(b.predict(arr, raw_score=True, num_threads=num_threads))
+            raw = np.asarray(b.predict(arr, raw_score=True, num_threads=PREDICT_THREADS))
             out[:, k] = cal.slope * raw + cal.intercept
         return out
 
@@ -222,7 +222,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict(self, X: ArrayLike) -> NDArray[np.bool_]:
         return self.predict_proba(X) >= 0.5
 
-    def contributions(self, X: ArrayLike, *, num_threads: int = PREDICT_THREADS) -> FloatArray:
+    def contributions(self, X: ArrayLike) -> FloatArray:
         """Signed per-feature contributions to each site's calibrated log-odds.
 
         Shape (n, sites, n_features + 1); the last entry is the bias. Each row sums to the
@@ -237,7 +237,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         arr = self._check(X)
         out = np.empty((arr.shape[0], self.n_outputs_, arr.shape[1] + 1))
         for k, (b, cal) in enumerate(zip(self.boosters_, self.calibrators_, strict=True)):
-            contrib = np.asarray(b.predict(arr, pred_contrib=True, num_threads=num_threads))
+            contrib = np.asarray(b.predict(arr, pred_contrib=True, num_threads=PREDICT_THREADS))
             contrib = cal.slope * contrib
             contrib[:, -1] += cal.intercept
             out[:, k, :] = contrib
