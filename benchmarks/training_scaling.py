@@ -236,7 +236,7 @@ def run(opts: PartOptions, budget_s: float | None = None) -> Report:
         + (f" and model {plan.model}" if plan.model else "")
         + "; one throwaway SQLite store for the part, created before anything is timed.\n"
         "- Wall time includes interpreter start and imports (a few seconds). Peak RSS is the "
-        "run's own `ru_maxrss`, read by a small launcher (`benchmarks.peak_rss`, about 10 MiB) "
+        "run's own `ru_maxrss`, read by a small launcher (`benchmarks/peak_rss.py`, about 10 MiB) "
         "that starts the run: Linux carries a parent's peak into a child it starts, so started "
         "from this process a run would report at least this process's peak. Values are medians "
         "[p10, p90] where a size ran more than once.\n"
