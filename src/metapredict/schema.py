@@ -147,7 +147,7 @@ class _ProfileBase(pa.DataFrameModel):
             "gastric, head_and_neck)",
         },
     )
-    stage: Series[str] = pa.Field(
+    stage: Series[str] | None = pa.Field(
         isin=list(STAGES),
         nullable=True,
         metadata={
@@ -157,7 +157,7 @@ class _ProfileBase(pa.DataFrameModel):
             "null when unknown",
         },
     )
-    age_years: Series[float] = pa.Field(
+    age_years: Series[float] | None = pa.Field(
         ge=18.0,
         le=100.0,
         coerce=True,
@@ -240,7 +240,6 @@ class _Labels(pa.DataFrameModel):
             return _all_true(df)  # a cohort without sites or without the relapse pair
         any_site = df[present].any(axis=1)
         return cast(Series[bool], ~any_site | df["distant_relapse"])
-
 
 
 class _QualityControl(pa.DataFrameModel):

@@ -30,6 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from metapredict import schema
 
 SIMULATOR_VERSION = "1.0.0"
+#: TEMPORARY local vocabulary (replaced by the simulator branch).
+CANCER_TYPES = ("breast", "colorectal", "lung_adenocarcinoma", "melanoma", "prostate", "pancreatic")
+STAGES3 = ("I", "II", "III")
 
 
 class _Strict(BaseModel):
@@ -163,7 +166,7 @@ class SimulatorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_vocabulary(self) -> SimulatorConfig:
-        types, stages = set(schema.CANCER_TYPES), set(schema.STAGES)
+        types, stages = set(CANCER_TYPES), set(STAGES3)
         cells, features = (
             set(schema.lm22_columns()),
             set(schema.lm22_columns()) | set(schema.extra_columns()),
@@ -240,7 +243,7 @@ def _site(
 
 
 def _rates(br: float, co: float, lu: float, me: float, pr: float, pa: float) -> dict[str, float]:
-    return dict(zip(schema.CANCER_TYPES, (br, co, lu, me, pr, pa), strict=True))
+    return dict(zip(CANCER_TYPES, (br, co, lu, me, pr, pa), strict=True))
 
 
 MODELLING = "modelling choice (metapredict)"
@@ -464,7 +467,7 @@ def default_config() -> SimulatorConfig:
     return SimulatorConfig(
         clinical=Clinical(
             cancer_type_weights=_rates(0.35, 0.20, 0.15, 0.10, 0.12, 0.08),
-            stage_weights={t: {"I": 0.35, "II": 0.40, "III": 0.25} for t in schema.CANCER_TYPES},
+            stage_weights={t: {"I": 0.35, "II": 0.40, "III": 0.25} for t in CANCER_TYPES},
             age_mean=_rates(58.0, 66.0, 67.0, 60.0, 68.0, 70.0),
             age_sd=11.0,
         ),

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from scipy.special import expit, logit
 
 from metapredict import schema
-from metapredict.simulator.config import Effect, Interaction, SimulatorConfig
+from metapredict.simulator.config import CANCER_TYPES, STAGES3, Effect, Interaction, SimulatorConfig
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -71,7 +71,7 @@ def clr(fractions: FloatArray) -> FloatArray:
 
 def _draw_composition(config: SimulatorConfig, n: int, rng: np.random.Generator) -> _Composition:
     clin, comp = config.clinical, config.composition
-    types = schema.CANCER_TYPES
+    types = CANCER_TYPES
     cells = schema.lm22_columns()
     type_p = np.array([clin.cancer_type_weights[t] for t in types])
     cancer_type = rng.choice(len(types), size=n, p=type_p / type_p.sum())
@@ -84,12 +84,12 @@ def _draw_composition(config: SimulatorConfig, n: int, rng: np.random.Generator)
     age_noise = rng.standard_normal(n)
     for ti, t in enumerate(types):
         idx = cancer_type == ti
-        sp = np.array([clin.stage_weights[t][s] for s in schema.STAGES])
+        sp = np.array([clin.stage_weights[t][s] for s in STAGES3])
         stage[idx] = np.searchsorted(np.cumsum(sp / sp.sum()), u_stage[idx], side="right")
         ap = np.array([comp.archetype_weights[t][a] for a in arch_names])
         archetype[idx] = np.searchsorted(np.cumsum(ap / ap.sum()), u_arch[idx], side="right")
         age[idx] = clin.age_mean[t] + clin.age_sd * age_noise[idx]
-    stage = np.minimum(stage, len(schema.STAGES) - 1)
+    stage = np.minimum(stage, len(STAGES3) - 1)
     archetype = np.minimum(archetype, len(arch_names) - 1)
     age = np.clip(np.round(age), 18.0, 100.0)
 
@@ -197,7 +197,7 @@ def _linear(
     for e in effects:
         term = e.per_sd * z[e.feature]
         if e.cancer_types is not None:
-            scope = [schema.CANCER_TYPES.index(t) for t in e.cancer_types]
+            scope = [CANCER_TYPES.index(t) for t in e.cancer_types]
             term = np.where(np.isin(cancer_type, scope), term, 0.0)
         eta += term
     for i in interactions:
@@ -217,10 +217,10 @@ class _Truth:
 
 def _truth(config: SimulatorConfig, comp: _Composition, z: dict[str, FloatArray]) -> _Truth:
     rel = config.relapse
-    types = schema.CANCER_TYPES
+    types = CANCER_TYPES
     n = comp.fractions.shape[0]
     base = np.array([rel.dissemination_logit[t] for t in types])[comp.cancer_type]
-    stage = np.array([rel.stage_logit[s] for s in schema.STAGES])[comp.stage]
+    stage = np.array([rel.stage_logit[s] for s in STAGES3])[comp.stage]
     age = rel.age_logit_per_decade * (comp.age - 60.0) / 10.0
     eta_d = (
         base
@@ -324,8 +324,8 @@ def simulate_cohort(
     for i, c in enumerate(schema.lm22_columns()):
         data[c] = comp.fractions[:, i]
     data.update(observed_extras)
-    data["cancer_type"] = np.array(schema.CANCER_TYPES, dtype=object)[comp.cancer_type]
-    data["stage"] = np.array(schema.STAGES, dtype=object)[comp.stage]
+    data["cancer_type"] = np.array(CANCER_TYPES, dtype=object)[comp.cancer_type]
+    data["stage"] = np.array(STAGES3, dtype=object)[comp.stage]
     data["age_years"] = comp.age
     for j, c in enumerate(schema.site_columns()):
         data[c] = site_flags[:, j]
