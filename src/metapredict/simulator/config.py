@@ -82,6 +82,7 @@ class SiteModel(_Strict):
     base_rate: dict[str, float] = Field(
         description="per cancer type, the probability at an average immune profile"
     )
+    base_rate_source: str = Field("", description="where the base rates come from")
     effects: list[Effect] = Field(default_factory=list)
     interactions: list[Interaction] = Field(default_factory=list)
 
@@ -319,7 +320,12 @@ def _e(feature: str, per_sd: float, source: str, *only: str) -> Effect:
 def _site(
     base: dict[str, float], *effects: Effect, inter: tuple[Interaction, ...] = ()
 ) -> SiteModel:
-    return SiteModel(base_rate=base, effects=list(effects), interactions=list(inter))
+    return SiteModel(
+        base_rate=base,
+        base_rate_source=SITE_BASE_RATES,
+        effects=list(effects),
+        interactions=list(inter),
+    )
 
 
 def _rates(*values: float) -> dict[str, float]:
@@ -344,14 +350,18 @@ ZHAO = "Zhao et al., OncoImmunology 2012"
 MONTEIRO = "Monteiro et al., PLoS One 2013"
 SAWANT = "Sawant et al. 2013"
 LABELLE = "Labelle et al., Cancer Cell 2011"
-SEER = "SEER Cancer Stat Facts: share diagnosed at distant stage (rounded; modelling choice)"
-THORSSON = "Thorsson et al., Immunity 2018 (TCGA immune subtypes; modelling choice)"
-RIIHIMAKI = "Riihimaki et al., Oncotarget 2016 (gastric: liver, peritoneum, lung, bone)"
-BIANCHI = "Bianchi et al., Ann Oncol 2012 (renal: lung, bone, LN, liver, adrenal, brain)"
 ZHANG = "Zhang et al., Nat Commun 2017 (gastric exosomal EGFR primes the liver)"
+PORTAL = "gastric added as a portal-venous GI primary like colorectal (modelling choice)"
+SITE_BASE_RATES = (
+    "SEER and MSK-MET (Nguyen et al., Cell 2022) organ patterns per primary, rounded "
+    "(modelling choice); gastric: Riihimaki et al., Oncotarget 2016 (liver 48 %, peritoneum "
+    "32 %, lung 15 %, bone 12 %); renal: Bianchi et al., Ann Oncol 2012 (lung, bone, distant "
+    "lymph nodes, liver, adrenal, brain)"
+)
 
 
-#: Share of patients metastatic at diagnosis (stage IV) per type (SEER, rounded).
+#: Share of patients metastatic at diagnosis (stage IV) per type: SEER Cancer Stat Facts, the
+#: share diagnosed at distant stage, rounded (modelling choice).
 STAGE_IV_SHARE: Final = _rates(0.06, 0.22, 0.45, 0.045, 0.07, 0.50, 0.35, 0.17)
 
 #: Detection floors in LM22 order (latent share of leukocytes, 0.7-4 %): calibrated once on a
@@ -464,8 +474,9 @@ def default_config() -> SimulatorConfig:
         "melanoma": {"immune_hot": 0.50, "myeloid_rich": 0.25, "lymphocyte_depleted": 0.25},
         "prostate": {"immune_hot": 0.15, "myeloid_rich": 0.35, "lymphocyte_depleted": 0.50},
         "pancreatic": {"immune_hot": 0.10, "myeloid_rich": 0.55, "lymphocyte_depleted": 0.35},
-        # Thorsson 2018: gastric spans EBV/MSI-hot and chromosomally unstable myeloid tumours;
-        # clear-cell renal carcinoma is among the most T-cell-infiltrated primaries.
+        # Thorsson et al., Immunity 2018 (TCGA immune subtypes; modelling choice): gastric spans
+        # EBV/MSI-hot and chromosomally unstable myeloid tumours; clear-cell renal carcinoma is
+        # among the most T-cell-infiltrated primaries.
         "gastric": {"immune_hot": 0.25, "myeloid_rich": 0.40, "lymphocyte_depleted": 0.35},
         "renal": {"immune_hot": 0.45, "myeloid_rich": 0.35, "lymphocyte_depleted": 0.20},
     }
@@ -586,7 +597,7 @@ def default_config() -> SimulatorConfig:
             _e(
                 "macrophages_m2",
                 0.55,
-                f"{YU}; gastric added as a portal-venous GI primary (modelling choice)",
+                f"{YU}; {PORTAL}",
                 "colorectal",
                 "melanoma",
                 "pancreatic",
@@ -600,7 +611,15 @@ def default_config() -> SimulatorConfig:
                 "colorectal",
                 "gastric",
             ),
-            _e("nk_cells_activated", -0.60, CORREIA, "breast", "melanoma", "colorectal"),
+            _e(
+                "nk_cells_activated",
+                -0.60,
+                f"{CORREIA}; {PORTAL}",
+                "breast",
+                "melanoma",
+                "colorectal",
+                "gastric",
+            ),
         ),
         "brain": _site(
             _rates(0.10, 0.04, 0.30, 0.30, 0.03, 0.03, 0.03, 0.08),
@@ -615,11 +634,10 @@ def default_config() -> SimulatorConfig:
         "adrenal_gland": _site(_rates(0.05, 0.03, 0.20, 0.10, 0.03, 0.05, 0.04, 0.10)),
         "intra_abdominal": _site(_rates(0.10, 0.30, 0.06, 0.20, 0.05, 0.45, 0.35, 0.06)),
     }
-    # Gastric (RIIHIMAKI) and renal (BIANCHI) base rates above: the last two of each row.
     return SimulatorConfig(
         clinical=Clinical(
             cancer_type_weights=_rates(0.30, 0.18, 0.14, 0.09, 0.11, 0.07, 0.06, 0.05),
-            # SEER: the share diagnosed at distant stage; stages I-III share the rest 35:40:25.
+            # Stage IV at STAGE_IV_SHARE; stages I-III share the rest 35:40:25 (modelling choice).
             stage_weights={
                 t: {"I": 0.35 * (1 - iv), "II": 0.40 * (1 - iv), "III": 0.25 * (1 - iv), "IV": iv}
                 for t, iv in STAGE_IV_SHARE.items()
