@@ -24,6 +24,7 @@ from metapredict.simulator import (
     score_oracle,
     simulate_cohort,
 )
+from metapredict.simulator.config import DETECTION_ZERO_SHARE
 
 MONTHS, EVENT = schema.survival_columns()
 LOG_EXTRAS = ("platelet_count", "neutrophil_lymphocyte_ratio")
@@ -106,6 +107,18 @@ def test_cell_types_are_exactly_zero_at_cibersort_rates(
     low, high = ZERO_BANDS[cell]
     share = float((large_simulated_cohort[cell] == 0.0).mean())
     assert low <= share <= high, (cell, share)
+
+
+def test_every_cell_type_is_zero_at_its_calibrated_target(
+    large_simulated_cohort: pd.DataFrame,
+) -> None:
+    shares = (large_simulated_cohort[list(schema.lm22_columns())] == 0.0).mean()
+    off = {
+        cell: round(float(shares[cell]), 3)
+        for cell, target in DETECTION_ZERO_SHARE.items()
+        if abs(shares[cell] - target) > 0.02
+    }
+    assert not off, off
 
 
 def test_about_45_percent_of_lm22_values_are_exactly_zero(

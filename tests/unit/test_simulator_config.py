@@ -357,3 +357,26 @@ def test_toml_can_switch_detection_and_missingness_off(tmp_path: Path) -> None:
     loaded = load_config(path)
     assert loaded.detection.enabled is False
     assert loaded.clinical.missing_rate == {"age_years": 0.0, "stage": 0.0}
+
+
+def test_default_floors_are_the_calibrated_ones() -> None:
+    """DETECTION_FLOOR is what calibrate_detection_floors gives for DETECTION_ZERO_SHARE (up
+    to rounding and the sampling noise of a quantile)."""
+    from metapredict.simulator.config import DETECTION_FLOOR, DETECTION_ZERO_SHARE
+
+    config = default_config()
+    floors = simulator_generate.calibrate_detection_floors(
+        config, DETECTION_ZERO_SHARE, patients=50_000
+    )
+    assert set(floors) == set(schema.lm22_columns())
+    for cell, default in zip(schema.lm22_columns(), DETECTION_FLOOR, strict=True):
+        assert config.detection.floor[cell] == default
+        assert floors[cell] == pytest.approx(default, rel=0.1), cell
+
+
+def test_calibration_refuses_unknown_cells_and_bad_shares() -> None:
+    config = default_config()
+    with pytest.raises(ValueError, match="zero shares"):
+        simulator_generate.calibrate_detection_floors(config, {"macrophages": 0.5})
+    with pytest.raises(ValueError, match="zero shares"):
+        simulator_generate.calibrate_detection_floors(config, {"neutrophils": 1.0})

@@ -364,13 +364,40 @@ SITE_BASE_RATES = (
 #: share diagnosed at distant stage, rounded (modelling choice).
 STAGE_IV_SHARE: Final = _rates(0.06, 0.22, 0.45, 0.045, 0.07, 0.50, 0.35, 0.17)
 
-#: Detection floors in LM22 order (latent share of leukocytes, 0.7-4 %): calibrated once on a
-#: draw of the default composition so that each cell type's share of exact zeros lands on its
-#: target (see :class:`Detection`; modelling choice). Targets: CD4 naive, gamma-delta T cells,
-#: eosinophils 93 %; memory B, activated NK, resting dendritic cells, neutrophils 80 %;
-#: activated CD4 memory 65 %, activated mast 70 %, activated dendritic 60 %; naive B and
-#: monocytes 40 %; Tregs 30 %; plasma and resting mast 25 %; Tfh 20 %; CD8 15 %; M1 10 %;
-#: resting NK 2 %; resting CD4 memory and M0 1 %; M2 0.5 %: about 46 % of all values.
+#: Target share of samples in which each LM22 cell type is exactly 0 (CIBERSORT on bulk tumour
+#: RNA-seq; biology.md): 93 % for the three rarest, 75-85 % for the next four, almost never for
+#: the four most abundant, the rest chosen so that 8-10 cell types are 0 in most samples and
+#: about 46 % of all values are 0 (modelling choice).
+DETECTION_ZERO_SHARE: Final = {
+    "b_cells_naive": 0.40,
+    "b_cells_memory": 0.80,
+    "plasma_cells": 0.25,
+    "t_cells_cd8": 0.15,
+    "t_cells_cd4_naive": 0.93,
+    "t_cells_cd4_memory_resting": 0.01,
+    "t_cells_cd4_memory_activated": 0.65,
+    "t_cells_follicular_helper": 0.20,
+    "t_cells_regulatory": 0.30,
+    "t_cells_gamma_delta": 0.93,
+    "nk_cells_resting": 0.02,
+    "nk_cells_activated": 0.80,
+    "monocytes": 0.40,
+    "macrophages_m0": 0.01,
+    "macrophages_m1": 0.10,
+    "macrophages_m2": 0.005,
+    "dendritic_cells_resting": 0.80,
+    "dendritic_cells_activated": 0.60,
+    "mast_cells_resting": 0.25,
+    "mast_cells_activated": 0.70,
+    "eosinophils": 0.93,
+    "neutrophils": 0.80,
+}
+
+#: Detection floors in LM22 order (latent share of leukocytes, 0.7-4 %), so that each cell
+#: type is 0 in :data:`DETECTION_ZERO_SHARE` of the default cohort: the output of
+#: ``generate.calibrate_detection_floors(default_config(), DETECTION_ZERO_SHARE)``, rounded to
+#: two significant digits (a test checks they agree). Recalibrate after changing the
+#: composition, or the zero shares drift.
 DETECTION_FLOOR: Final = (
     0.024,  # b_cells_naive
     0.028,  # b_cells_memory

@@ -118,6 +118,34 @@ def detect(config: SimulatorConfig, latent: FloatArray, quality: FloatArray) -> 
     return result
 
 
+def calibrate_detection_floors(
+    config: SimulatorConfig,
+    zero_share: dict[str, float],
+    *,
+    patients: int | None = None,
+    seed: int = _REFERENCE_SEED,
+) -> dict[str, float]:
+    """Detection floors under which each cell type is 0 in ``zero_share`` of the samples.
+
+    A cell is 0 when its latent fraction is below ``floor * exp(sample_quality_sd * q)``, i.e.
+    when ``latent * exp(-sample_quality_sd * q)`` is below the floor: the floor is that
+    quantity's ``zero_share`` quantile over a draw of ``config``'s composition (the floors in
+    ``config`` itself play no part). Deterministic for a given ``seed``.
+    """
+    unknown = set(zero_share) - set(schema.lm22_columns())
+    if unknown or not all(0.0 <= v < 1.0 for v in zero_share.values()):
+        raise ValueError(f"zero shares must be in [0, 1) for LM22 cell types: {zero_share}")
+    rng = np.random.default_rng(seed)
+    comp = _draw_composition(config, patients or config.reference_patients, rng)
+    quality = rng.standard_normal(comp.latent.shape[0])
+    scaled = comp.latent * np.exp(-config.detection.sample_quality_sd * quality)[:, None]
+    cells = schema.lm22_columns()
+    return {
+        c: float(np.quantile(scaled[:, cells.index(c)], share)) if share > 0 else 0.0
+        for c, share in zero_share.items()
+    }
+
+
 def _draw_composition(config: SimulatorConfig, n: int, rng: np.random.Generator) -> _Composition:
     clin, comp = config.clinical, config.composition
     types = CANCER_TYPES
