@@ -87,6 +87,19 @@ class TaskData:
         return self.categories.get(features.CANCER_TYPE, ())
 
 
+def metastatic_at_diagnosis(cohort: pd.DataFrame) -> pd.Series:
+    """Patients with distant disease at diagnosis: stage IV, or a distant relapse at month 0
+    (the same thing when the stage was not recorded)."""
+    months, event = schema.survival_columns()
+    if "stage" in cohort.columns:
+        stage_iv = cohort["stage"].astype(object).eq(schema.METASTATIC_STAGE)
+    else:
+        stage_iv = pd.Series(False, index=cohort.index)
+    at_zero = cohort[event].astype(bool) & (cohort[months] <= 0)
+    result: pd.Series = (stage_iv | at_zero).astype(bool)
+    return result
+
+
 def _tropism_rows(cohort: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Patients whose metastatic sites are known: a distant relapse when the cohort records
     relapse, else at least one site flagged (a site-only study lists metastatic patients)."""
@@ -124,8 +137,9 @@ def prepare(task: Task, cohort: pd.DataFrame, *, test_size: float, seed: int) ->
 
     Tropism trains on patients whose metastatic sites are known (stage IV included: patients
     metastatic at diagnosis are most of the site data there is), on the sites that have enough
-    patients with and without; dormancy on resected stage I-III primaries (stage IV rows are
-    left out and counted; a missing stage is kept), with censoring. Strata: cancer type
+    patients with and without; dormancy on resected stage I-III primaries (patients metastatic
+    at diagnosis, stage IV or a distant relapse at month 0, are left out and counted; a missing
+    stage is kept), with censoring. Strata: cancer type
     (tropism), cancer type x event (dormancy). Raises :class:`MissingLabels` when the cohort
     lacks the task's labels.
     """
@@ -149,16 +163,13 @@ def prepare(task: Task, cohort: pd.DataFrame, *, test_size: float, seed: int) ->
     else:
         from sksurv.util import Surv
 
-        stage = (
-            cohort["stage"] if "stage" in cohort.columns else pd.Series(None, index=cohort.index)
-        )
-        stage_iv = stage.astype(object).eq(schema.METASTATIC_STAGE).astype(bool)
-        if stage_iv.any():
+        at_diagnosis = metastatic_at_diagnosis(cohort)
+        if at_diagnosis.any():
             notes.append(
-                f"{int(stage_iv.sum())} stage IV patient(s) left out (metastatic at diagnosis; "
-                "dormancy is for resected stage I-III primaries)"
+                f"{int(at_diagnosis.sum())} patient(s) metastatic at diagnosis left out (stage IV, "
+                "or a distant relapse at month 0): dormancy is for resected stage I-III primaries"
             )
-        frame = cohort[~stage_iv].reset_index(drop=True)
+        frame = cohort[~at_diagnosis].reset_index(drop=True)
         y = Surv.from_arrays(
             event=frame[event].to_numpy(dtype=bool), time=frame[months].to_numpy(dtype=float)
         )
@@ -190,9 +201,16 @@ def prepare(task: Task, cohort: pd.DataFrame, *, test_size: float, seed: int) ->
 
 
 def _merge_rare(strata: NDArray[np.str_], minimum: int) -> NDArray[np.str_]:
+    """Strata with fewer than ``minimum`` rows pooled as "other"; a pool still too small joins
+    the largest stratum (a stratified split needs at least two rows per stratum)."""
     values, counts = np.unique(strata, return_counts=True)
     rare = set(values[counts < minimum])
-    return np.array(["other" if s in rare else s for s in strata])
+    merged = np.array(["other" if s in rare else s for s in strata])
+    pooled = int((merged == "other").sum())
+    if 0 < pooled < minimum and len(rare) < len(values):
+        kept, kept_counts = np.unique(merged[merged != "other"], return_counts=True)
+        merged[merged == "other"] = kept[np.argmax(kept_counts)]
+    return merged
 
 
 def _predict(task: Task, estimator: Any, X: FloatArray) -> FloatArray:

@@ -11,6 +11,7 @@ import pytest
 from metapredict import features, schema
 from metapredict.evaluation import (
     MissingLabels,
+    metastatic_at_diagnosis,
     oracle_metrics,
     FamilyResult,
     TaskData,
@@ -53,11 +54,12 @@ def test_tropism_trains_on_relapsed_patients_only(
     assert tropism_data.sites == schema.sites()
 
 
-def test_dormancy_trains_on_everyone_with_censoring(
+def test_dormancy_trains_on_everyone_resected_with_censoring(
     simulated_cohort: pd.DataFrame, dormancy_data: TaskData
 ) -> None:
     cohort = simulated_cohort.head(1200)
-    assert len(dormancy_data.frame) == 1200
+    cohort = cohort[~metastatic_at_diagnosis(cohort)]
+    assert len(dormancy_data.frame) == len(cohort) < 1200
     y = dormancy_data.y
     np.testing.assert_array_equal(y[y.dtype.names[0]], cohort[EVENT].to_numpy(bool))
     np.testing.assert_array_equal(y[y.dtype.names[1]], cohort[MONTHS].to_numpy(float))
@@ -101,10 +103,15 @@ def test_rare_strata_are_merged_so_the_split_still_works(simulated_cohort: pd.Da
     cohort["cancer_type"] = "breast"
     cohort.iloc[:2, cohort.columns.get_loc("cancer_type")] = "melanoma"  # 2 patients: too few
     data = prepare("tropism", cohort, test_size=0.25, seed=0)
-    assert set(data.strata) == {"breast", "other"}
+    # a pool of 2 is still too few for its own stratum: it joins the largest
+    assert set(data.strata) == {"breast"}
+    cohort.iloc[2:4, cohort.columns.get_loc("cancer_type")] = ["gastric", "renal"]
+    data = prepare("tropism", cohort, test_size=0.25, seed=0)
+    assert set(data.strata) == {"breast", "other"}  # 4 rare patients pooled
 
 
 def test_too_few_patients_are_refused_with_the_count(simulated_cohort: pd.DataFrame) -> None:
+    simulated_cohort = simulated_cohort[~metastatic_at_diagnosis(simulated_cohort)]
     relapsed = simulated_cohort[simulated_cohort[EVENT]].head(40)
     cohort = pd.concat([relapsed, simulated_cohort[~simulated_cohort[EVENT]].head(100)])
     with pytest.raises(MissingLabels, match=r"at least 50 metastatic patients.*has 40"):
@@ -252,8 +259,12 @@ def test_dormancy_leaves_out_stage_iv_and_keeps_missing_stage(
     cohort.loc[cohort.index[:30], "stage"] = "IV"
     cohort.loc[cohort.index[30:50], "stage"] = None
     data = prepare("dormancy", cohort, test_size=0.2, seed=0)
-    assert len(data.frame) == 570
-    assert data.frame["stage"].isna().sum() == 20
-    assert data.notes[0].startswith("30 stage IV patient(s) left out")
+    assert not data.frame["stage"].eq("IV").any()
+    assert (data.frame[MONTHS] > 0).all()
+    assert data.frame["stage"].isna().sum() >= 20
+    at_zero = cohort[EVENT] & (cohort[MONTHS] <= 0)
+    n_out = int((at_zero | cohort["stage"].eq("IV")).sum())
+    assert n_out >= 30
+    assert data.notes[0].startswith(f"{n_out} patient(s) metastatic at diagnosis left out")
     assert data.categories["stage"] == ("I", "II", "III")
     assert prepare("tropism", cohort, test_size=0.2, seed=0).categories["stage"] == schema.STAGES

@@ -73,7 +73,7 @@ def test_tropism_predictions_are_named_by_site(tropism: Predictor, probe: pd.Dat
     out = tropism.predict(probe)
     assert list(out.columns) == list(schema.sites())
     assert list(out.index) == list(probe.index)
-    expected = tropism.estimator.predict_proba(features.encode_frame(probe, types_of(probe)))
+    expected = tropism.estimator.predict_proba(features.encode_frame(probe, tropism.cancer_types))
     np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-12)
 
 
