@@ -10,14 +10,14 @@ import pytest
 
 from metapredict import features, schema
 from metapredict.evaluation import (
-    MissingLabels,
-    metastatic_at_diagnosis,
-    oracle_metrics,
     FamilyResult,
+    MissingLabels,
     TaskData,
     add_oracle_ratios,
     cross_validate,
     evaluate_oracle,
+    metastatic_at_diagnosis,
+    oracle_metrics,
     prepare,
 )
 from metapredict.models.baselines import CoxBaseline, LogisticTropism

@@ -154,3 +154,13 @@ def test_encoder_ranges_are_raw_training_values_without_categoricals(
     assert "leukocyte_fraction" not in ranges  # absent
     np.testing.assert_array_equal(encoder.transform(frame), features.encode_frame(frame, seen))
     assert list(encoder.get_feature_names_out()) == list(features.feature_names())
+
+
+def test_an_lm22_range_starts_at_zero_even_when_training_saw_no_zero(
+    make_valid_frame: Any,
+) -> None:
+    """A model trained without zeros (an old, smooth cohort) still takes a 0 as in range."""
+    frame = make_valid_frame(n=4)  # every fraction 1/22, no zeros
+    encoder = features.FeatureEncoder().fit(frame)
+    assert encoder.feature_ranges_["t_cells_cd8"] == (0.0, 1 / N_LM22)
+    assert encoder.feature_ranges_["age_years"][0] > 0  # other features keep their minimum
