@@ -39,7 +39,7 @@ AGREEMENT_TOLERANCE = 1e-9
 BUDGET_S = 45.0
 FLOOR = "raw LightGBM Boosters on encoded X (floor)"
 MATRIX = "Predictor.predict_matrix(encode_frame(frame))"
-ENCODE = "features.encode_frame(frame) alone"
+ENCODE = "predictor.encode_frame(frame) alone"
 FRAME = "Predictor.predict(frame)"
 PYFUNC = "mlflow.pyfunc.load_model(...).predict(frame)"
 
@@ -51,7 +51,7 @@ def _time(fn: Callable[[], Any]) -> float:
 
 
 def run(opts: PartOptions, store: Path | None = None) -> Report:
-    from metapredict import features, registry, schema
+    from metapredict import registry, schema
     from metapredict.registry.store import connect
     from metapredict.simulator import default_config, simulate_cohort
 
@@ -76,11 +76,11 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
         pyfunc_load = time.perf_counter() - started
 
     frame = simulate_cohort(patients, 11, default_config())[list(schema.feature_columns())]
-    X = features.encode_frame(frame)
+    X = predictor.encode_frame(frame)
     boosters = predictor.estimator.boosters_
     methods: dict[str, Callable[[], Any]] = {
         FLOOR: lambda: [b.predict(X, raw_score=True) for b in boosters],
-        MATRIX: lambda: predictor.predict_matrix(features.encode_frame(frame)),
+        MATRIX: lambda: predictor.predict_matrix(predictor.encode_frame(frame)),
         FRAME: lambda: predictor.predict(frame),
         PYFUNC: lambda: pyfunc.predict(frame),
     }
@@ -110,7 +110,7 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
             seconds[name].append(_time(methods[name]))
-        encode_seconds.append(_time(lambda: features.encode_frame(frame)))
+        encode_seconds.append(_time(lambda: predictor.encode_frame(frame)))
         log(
             f"  batch scoring round {r + 1}: "
             + ", ".join(f"{n.split('(')[0]} {patients / seconds[n][-1]:,.0f}/s" for n in names)

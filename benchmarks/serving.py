@@ -129,13 +129,15 @@ class Cell:
 
 
 def patient_rows(n: int, seed: int = 20240) -> tuple[list[str], list[list[Any]]]:
-    """``n`` simulated patients with every optional extra present (feature columns only)."""
+    """``n`` simulated patients with every optional input present, resected (stage I-III, so
+    both models answer for them); feature columns only."""
     from metapredict import schema
     from metapredict.simulator import default_config, simulate_cohort
 
     columns = list(schema.feature_columns())
     frame = simulate_cohort(max(3 * n, 200), seed, default_config())
-    frame = frame.dropna(subset=list(schema.extra_columns()))[columns].head(n)
+    frame = frame.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
+    frame = frame[frame["stage"] != schema.METASTATIC_STAGE][columns].head(n)
     if len(frame) < n:
         raise RuntimeError(f"only {len(frame)} complete patients for a batch of {n}")
     rows: list[list[Any]] = []
@@ -430,22 +432,28 @@ def request_path_profile(store_dir: Path, repeats: int = 5, n: int = 2000) -> li
     import orjson
 
     from benchmarks.common import store_settings
-    from metapredict import features, registry
+    from metapredict import registry
     from serving import responses
+    from serving.request_model import vocabulary
     from serving.validation import parse_json, validate_patients
 
     predictor = registry.load("tropism", "champion", store_settings(store_dir))
     columns, rows = patient_rows(1)
     raw = body("patients", columns, rows)
     doc, _ = parse_json(raw)
-    records = validate_patients(doc["patients"], max_patients=1000, pandera_batch_rows=200)
-    X = features.encode_records(records)
+    vocab = vocabulary(predictor)
+    records = validate_patients(
+        doc["patients"], max_patients=1000, pandera_batch_rows=200, vocab=vocab
+    )
+    X = predictor.encode_records(records)
     proba, contrib = predictor.predict_and_explain(X)
     answer = responses.tropism_patients(predictor, records, proba, contrib, 5)
     stages = (
         lambda: parse_json(raw),
-        lambda: validate_patients(doc["patients"], max_patients=1000, pandera_batch_rows=200),
-        lambda: features.encode_records(records),
+        lambda: validate_patients(
+            doc["patients"], max_patients=1000, pandera_batch_rows=200, vocab=vocab
+        ),
+        lambda: predictor.encode_records(records),
         lambda: predictor.predict_matrix(X),
         lambda: predictor.predict_and_explain(X),
         lambda: responses.tropism_patients(predictor, records, proba, contrib, 5),

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from metapredict import __version__, schema
 from serving.model_store import Loader, ModelSet, ModelStore, VersionProbe
+from serving.openapi import build_openapi
 from serving.routes import build_router
 from serving.settings import ServingSettings, get_serving_settings
 from serving.telemetry import MetricsMiddleware, Telemetry
@@ -58,9 +59,12 @@ def create_app(
     serve`` passes a :class:`~metapredict.registry.fetch.Prefetch` begun before its imports)."""
     settings = settings or get_serving_settings()
     telemetry = Telemetry()
+    served: list[ModelSet | None] = [None]  # the models the OpenAPI document describes
 
     def on_change(models: ModelSet) -> None:
         telemetry.set_models(dict(models.predictors))
+        served[0] = models
+        app.openapi_schema = None  # described anew for the new model on the next request
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +99,13 @@ def create_app(
     app.state.telemetry = telemetry
     app.include_router(build_router())
     app.add_middleware(MetricsMiddleware, telemetry=telemetry)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app, served[0])
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(RequestRejected)
     async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:

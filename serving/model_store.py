@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from metapredict import features, schema
-from metapredict.predictor import Predictor
+from metapredict.predictor import COMPATIBLE_SCHEMA_MAJORS, Predictor
 from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -30,13 +30,20 @@ class IncompatibleModelError(RuntimeError):
 
 
 def check_compatible(predictor: Predictor) -> None:
-    """Refuse a model whose schema major version or feature list differs from the code's."""
-    ours, theirs = schema.SCHEMA_VERSION.split(".")[0], predictor.schema_version.split(".")[0]
-    if ours != theirs:
+    """Refuse a model whose schema version or feature list this code cannot serve.
+
+    Models of schema 1.x (before open cancer types and stage IV) still load: their features
+    and codes are the same, and what they did not record is filled in on unpickling (their
+    six cancer types, stages I-III, all eight sites).
+    """
+    theirs = predictor.schema_version.split(".")[0]
+    if theirs not in COMPATIBLE_SCHEMA_MAJORS:
         raise IncompatibleModelError(
             f"{predictor.info.name} version {predictor.info.version} was trained on schema "
             f"{predictor.schema_version}; this service speaks schema {schema.SCHEMA_VERSION} "
-            "(major versions differ). Retrain the model with this version of metapredict."
+            f"and loads models of schema {' or '.join(f'{m}.x' for m in COMPATIBLE_SCHEMA_MAJORS)}."
+            f" Retrain the model with this version of metapredict (metapredict train "
+            f"{predictor.task})."
         )
     if tuple(predictor.feature_names) != features.feature_names():
         missing = sorted(set(features.feature_names()) - set(predictor.feature_names))

@@ -12,11 +12,18 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from metapredict import metrics
+from metapredict import metrics, schema
 from metapredict.predictor import Predictor
 from serving.request_model import ID_FIELD
 
 FloatArray = NDArray[np.float64]
+#: Inputs a patient may leave out (null or absent); each response names the ones left out.
+OPTIONAL_INPUTS: tuple[str, ...] = tuple(
+    c.name for c in schema.columns(schema.Features) if c.nullable or not c.required
+)
+_MISSING_DESCRIPTION = (
+    "optional inputs this patient left out (null or absent); the model predicted without them"
+)
 
 
 class ModelMeta(BaseModel):
@@ -34,11 +41,15 @@ class Contribution(BaseModel):
 
 class TropismPatient(BaseModel):
     id: str | None
-    probabilities: dict[str, float] = Field(description="P(site involved | distant relapse)")
+    probabilities: dict[str, float] = Field(
+        description="P(site involved | distant relapse), one entry per site the model was "
+        "trained on (listed under 'sites' in /v1/models)"
+    )
     ranked_sites: list[str]
     top_features: dict[str, list[Contribution]] | None = Field(
         None, description="per site, the features that moved it most (absent with explain=false)"
     )
+    missing_inputs: list[str] = Field(description=_MISSING_DESCRIPTION)
     warnings: list[str]
 
 
@@ -62,6 +73,7 @@ class DormancyPatient(BaseModel):
         description="contributions to the log-odds of the relapse hazard at 60 months "
         "(absent with explain=false)",
     )
+    missing_inputs: list[str] = Field(description=_MISSING_DESCRIPTION)
     warnings: list[str]
 
 
@@ -134,6 +146,10 @@ def _warnings(predictor: Predictor, records: list[dict[str, Any]]) -> list[list[
     return out
 
 
+def _missing(record: dict[str, Any]) -> list[str]:
+    return [name for name in OPTIONAL_INPUTS if record.get(name) is None]
+
+
 def tropism_patients(
     predictor: Predictor,
     records: list[dict[str, Any]],
@@ -162,6 +178,7 @@ def tropism_patients(
                 s: _contribution_lists(site_idx[j], site_val[j], record, names)
                 for j, s in enumerate(sites)
             }
+        patient["missing_inputs"] = _missing(record)
         patient["warnings"] = warnings[i]
         out.append(patient)
     return out
@@ -193,6 +210,7 @@ def dormancy_patients(
         }
         if contributions is not None:
             patient["top_features"] = _contribution_lists(idx_lists[i], val_lists[i], record, names)
+        patient["missing_inputs"] = _missing(record)
         patient["warnings"] = warnings[i]
         out.append(patient)
     return out

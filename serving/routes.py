@@ -15,11 +15,11 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from metapredict import features, schema
+from metapredict import schema
 from metapredict.predictor import Predictor
 from serving import responses
 from serving.model_store import ModelStore
-from serving.request_model import example_patient, patient_model
+from serving.request_model import OPEN, Vocabulary, example_patient, patient_model, vocabulary
 from serving.settings import ServingSettings
 from serving.telemetry import Telemetry
 from serving.validation import RequestRejected, parse_json, validate_patients
@@ -155,14 +155,15 @@ async def _predict(
     predictor: Predictor, records: list[dict[str, Any]], explain: bool
 ) -> tuple[Any, Any]:
     """(outputs, contributions or None); small batches inline, large ones in the thread pool."""
-    X = features.encode_records(records)
+    X = predictor.encode_records(records)
     if len(records) <= INLINE_ROWS:
         return _outputs(predictor, X, explain)
     return await run_in_threadpool(_outputs, predictor, X, explain)
 
 
-def _patients_schema() -> dict[str, Any]:
-    patient = patient_model().model_json_schema()
+def _patients_schema(vocab: Vocabulary = OPEN) -> dict[str, Any]:
+    """The request body of a /v1/predict route for a model accepting ``vocab``."""
+    patient = patient_model(vocab).model_json_schema()
     return {
         "requestBody": {
             "required": True,
@@ -174,15 +175,15 @@ def _patients_schema() -> dict[str, Any]:
                         "additionalProperties": False,
                         "properties": {"patients": {"type": "array", "items": patient}},
                     },
-                    "example": {"patients": [example_patient()]},
+                    "example": {"patients": [example_patient(vocab)]},
                 }
             },
         }
     }
 
 
-def _invocations_schema() -> dict[str, Any]:
-    example = example_patient()
+def _invocations_schema(vocab: Vocabulary = OPEN) -> dict[str, Any]:
+    example = example_patient(vocab)
     columns = list(schema.feature_columns())
     return {
         "requestBody": {
@@ -236,6 +237,7 @@ def build_router() -> APIRouter:
             max_patients=settings.max_patients,
             pandera_batch_rows=settings.pandera_batch_rows,
             has_non_finite=non_finite,
+            vocab=vocabulary(predictor),
         )
         outputs, contributions = await _predict(predictor, records, explain)
         request.app.state.telemetry.count_predictions(task, len(records))
@@ -299,8 +301,9 @@ def build_router() -> APIRouter:
             max_patients=settings.max_patients,
             pandera_batch_rows=settings.pandera_batch_rows,
             has_non_finite=non_finite,
+            vocab=vocabulary(predictor),
         )
-        X = features.encode_records(records)
+        X = predictor.encode_records(records)
         if len(records) <= INLINE_ROWS:
             outputs = predictor.predict_matrix(X)
         else:
@@ -341,6 +344,11 @@ def build_router() -> APIRouter:
                 "loaded": p is not None,
                 **(responses.model_meta(p) if p is not None else {}),
                 "schema_version": p.schema_version if p is not None else None,
+                "outputs": list(p.output_names) if p is not None else [],
+                **({"sites": list(p.sites)} if p is not None and task == "tropism" else {}),
+                "categories": (
+                    {k: list(v) for k, v in p.categories.items()} if p is not None else {}
+                ),
                 "training_metrics": _headline(p.info.metrics) if p is not None else {},
                 "last_reload": reload.as_dict() if reload is not None else None,
             }

@@ -19,7 +19,16 @@ import pandas as pd
 from pydantic import ValidationError
 
 from metapredict import schema
-from serving.request_model import ID_FIELD, ID_MAX_LENGTH, patient_model
+from serving.request_model import (
+    CANCER_TYPE,
+    ID_FIELD,
+    ID_MAX_LENGTH,
+    OPEN,
+    STAGE,
+    Vocabulary,
+    _normalised_label,
+    patient_model,
+)
 
 
 @dataclass(frozen=True)
@@ -76,13 +85,17 @@ def parse_json(body: bytes) -> tuple[Any, bool]:
     return document, True
 
 
-def _rule_from_pydantic(err: Any) -> str:
+def _rule_from_pydantic(err: Any, vocab: Vocabulary) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     field = str(err["loc"][0]) if err["loc"] else None
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
         return UNKNOWN_FIELD
+    if field == CANCER_TYPE and kind in {"literal_error", "string_pattern_mismatch"}:
+        return vocab.cancer_type_rule()
+    if field == STAGE and kind == "literal_error":
+        return vocab.stage_rule(err.get("input"))
     if kind == "less_than_equal":
         return schema.rule_text(f"less_than_or_equal_to({ctx['le']})", field)
     if kind == "greater_than_equal":
@@ -106,8 +119,8 @@ def _patient_id(row: Any) -> str | None:
     return None
 
 
-def _validate_rows_pydantic(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    model = patient_model()
+def _validate_rows_pydantic(rows: Sequence[Any], vocab: Vocabulary) -> list[dict[str, Any]]:
+    model = patient_model(vocab)
     records: list[dict[str, Any]] = []
     errors: list[FieldError] = []
     for i, row in enumerate(rows):
@@ -119,7 +132,7 @@ def _validate_rows_pydantic(rows: Sequence[Any]) -> list[dict[str, Any]]:
         except ValidationError as err:
             for e in err.errors():
                 field = str(e["loc"][0]) if e["loc"] else None
-                errors.append(FieldError(i, _patient_id(row), field, _rule_from_pydantic(e)))
+                errors.append(FieldError(i, _patient_id(row), field, _rule_from_pydantic(e, vocab)))
     if errors:
         raise RequestRejected(422, _summary(errors), errors)
     return records
@@ -135,14 +148,35 @@ def _beyond_float_as_none(value: Any) -> Any:
     return value
 
 
-def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[dict[str, Any]]:
+def _category_errors(
+    frame: pd.DataFrame, rows: Sequence[Any], vocab: Vocabulary, reported: set[tuple[Any, Any]]
+) -> list[FieldError]:
+    """Cancer types and stages the model does not accept (cells not reported already)."""
+    errors: list[FieldError] = []
+    types = frame[CANCER_TYPE].tolist() if CANCER_TYPE in frame.columns else []
+    stages = frame[STAGE].tolist() if STAGE in frame.columns else []
+    for i, value in enumerate(types):
+        known = vocab.cancer_types is None or value in vocab.cancer_types
+        if isinstance(value, str) and not known and (i, CANCER_TYPE) not in reported:
+            errors.append(
+                FieldError(i, _patient_id(rows[i]), CANCER_TYPE, vocab.cancer_type_rule())
+            )
+    for i, value in enumerate(stages):
+        if isinstance(value, str) and value not in vocab.stages and (i, STAGE) not in reported:
+            errors.append(FieldError(i, _patient_id(rows[i]), STAGE, vocab.stage_rule(value)))
+    return errors
+
+
+def _validate_rows_pandera(
+    rows: Sequence[Any], has_non_finite: bool, vocab: Vocabulary
+) -> list[dict[str, Any]]:
     errors: list[FieldError] = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             errors.append(FieldError(i, None, None, "each patient must be a JSON object"))
     if errors:
         raise RequestRejected(422, _summary(errors), errors)
-    numeric = [c.name for c in schema.columns(schema.Features) if c.allowed is None]
+    numeric = [c.name for c in schema.columns(schema.Features) if not c.categorical]
     if has_non_finite:
         for i, row in enumerate(rows):
             for name in numeric:
@@ -162,10 +196,11 @@ def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[di
         for i in bad[bad].index:
             errors.append(FieldError(int(i), _patient_id(rows[i]), name, "must be a number"))
         frame[name] = converted.astype(float)
-    categorical = [c.name for c in schema.columns(schema.Features) if c.allowed is not None]
-    for name in categorical:
+    for name in schema.categorical_columns():
         if name in frame.columns:
             frame[name] = frame[name].astype(object)
+    if CANCER_TYPE in frame.columns:
+        frame[CANCER_TYPE] = frame[CANCER_TYPE].map(_normalised_label)
     if ID_FIELD in frame.columns:
         for i, value in enumerate(frame[ID_FIELD].tolist()):
             if isinstance(value, str):
@@ -197,8 +232,16 @@ def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[di
             rule = v.rule
             if row is not None and v.column is not None and v.column not in rows[row]:
                 rule = "is required"  # absent, rather than sent as null
+            if row is not None and rule != "is required" and v.column in (CANCER_TYPE, STAGE):
+                value = rows[row].get(v.column)
+                if v.column == CANCER_TYPE and isinstance(value, str):
+                    rule = vocab.cancer_type_rule()
+                elif v.column == STAGE and value is not None:
+                    rule = vocab.stage_rule(value)
             pid = _patient_id(rows[row]) if row is not None else None
             errors.append(FieldError(row, pid, v.column, rule))
+            reported.add((row, v.column))
+    errors += _category_errors(frame, rows, vocab, reported)
     if errors:
         raise RequestRejected(422, _summary(errors), errors)
     # The same records as the pydantic path: numbers as floats (also when sent as strings).
@@ -209,14 +252,23 @@ def _validate_rows_pandera(rows: Sequence[Any], has_non_finite: bool) -> list[di
         for c in schema.feature_columns():
             v = row.get(c)
             record[c] = float(values[c][i]) if c in values and v is not None else v
+        record[CANCER_TYPE] = _normalised_label(record[CANCER_TYPE])
         records.append(record)
     return records
 
 
 def validate_patients(
-    rows: Any, *, max_patients: int, pandera_batch_rows: int, has_non_finite: bool = False
+    rows: Any,
+    *,
+    max_patients: int,
+    pandera_batch_rows: int,
+    has_non_finite: bool = False,
+    vocab: Vocabulary = OPEN,
 ) -> list[dict[str, Any]]:
-    """Validated records (dicts by schema column, plus ``id``); else :class:`RequestRejected`."""
+    """Validated records (dicts by schema column, plus ``id``); else :class:`RequestRejected`.
+
+    ``vocab`` is what the model that will answer accepts (its cancer types and stages).
+    """
     if not isinstance(rows, list):
         raise RequestRejected(422, "'patients' must be a list of patient objects")
     if not rows:
@@ -226,8 +278,8 @@ def validate_patients(
             413, f"{len(rows)} patients in one request; the maximum is {max_patients}"
         )
     if len(rows) >= pandera_batch_rows:
-        return _validate_rows_pandera(rows, has_non_finite)
-    return _validate_rows_pydantic(rows)
+        return _validate_rows_pandera(rows, has_non_finite, vocab)
+    return _validate_rows_pydantic(rows, vocab)
 
 
 def _summary(errors: Sequence[FieldError]) -> str:

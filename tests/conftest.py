@@ -69,8 +69,10 @@ def _valid_value(info: schema.ColumnInfo, row: int) -> Any:
         assert info.minimum is not None and info.maximum is not None
         return (info.minimum + info.maximum) / 2
     if info.group == "clinical":
-        if info.allowed is not None:
-            return info.allowed[row % len(info.allowed)]
+        if info.name == "cancer_type":
+            return VALID_CANCER_TYPES[row % len(VALID_CANCER_TYPES)]
+        if info.name == "stage":
+            return schema.STAGES[row % 3]  # I-III: a resected primary, valid for both tasks
         assert info.minimum is not None and info.maximum is not None
         return (info.minimum + info.maximum) / 2
     if info.group == "id":
@@ -85,12 +87,18 @@ def _valid_value(info: schema.ColumnInfo, row: int) -> Any:
     raise AssertionError(f"conftest does not know how to fill column {info.name!r} ({info.group})")
 
 
+#: Cancer types of hand-made rows (cycled): two of the simulator's and one beyond them.
+VALID_CANCER_TYPES = ("breast", "colorectal", "gastric")
+
+
 def valid_frame(n: int = 3, model: type[pa.DataFrameModel] = schema.Cohort) -> pd.DataFrame:
-    """``n`` distinct, valid rows of ``model``: required columns plus every optional extra.
+    """``n`` distinct, valid rows of ``model``: required columns, every optional extra and
+    clinical column, and both tasks' labels (every site and the relapse pair).
 
     LM22 fractions are uniform (each 1/22, so the row sums to 1); nobody relapses.
     """
-    infos = [c for c in schema.columns(model) if c.required or c.group == "extra"]
+    optional = {"extra", "clinical", "site", "survival"}
+    infos = [c for c in schema.columns(model) if c.required or c.group in optional]
     return pd.DataFrame({c.name: [_valid_value(c, i) for i in range(n)] for c in infos})
 
 

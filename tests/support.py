@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from metapredict.settings import StoreSettings
 from metapredict.training_config import (
     DormancyConfig,
@@ -45,3 +47,8 @@ def store_settings(directory: Path) -> StoreSettings:
 class TrainedStore:
     settings: StoreSettings
     outcomes: dict[str, Any]
+
+
+def types_of(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The cancer types present in ``frame``, sorted: the codes a model trained on it uses."""
+    return tuple(sorted(frame["cancer_type"].dropna().unique()))

@@ -17,18 +17,43 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from metapredict import features, metrics, schema
 from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
-from metapredict.training_config import Task
+from metapredict.tasks import Task, stages_for
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[str], None]
 
 #: Metrics reported per cancer-type slice.
 SLICE_METRIC = {"tropism": "macro_auroc", "dormancy": "harrell_c"}
-#: Metrics compared to the oracle.
-ORACLE_METRICS = {
-    "tropism": ("macro_auroc", *(f"auroc_{s}" for s in schema.sites())),
-    "dormancy": ("harrell_c",),
-}
+#: Fewest patients a task trains on (after its own row selection).
+MIN_TASK_ROWS = 50
+#: A site is trained only when the tropism rows hold at least this many patients with it
+#: involved and as many without (fewer cannot be cross-validated or calibrated).
+MIN_SITE_PATIENTS = 10
+#: Patients of a cancer type in the test split needed to report a per-type slice metric.
+MIN_SLICE_PATIENTS = 20
+
+
+class MissingLabels(ValueError):
+    """The cohort lacks the labels of the task asked for (the message is one line)."""
+
+
+def oracle_metrics(task: Task, sites: tuple[str, ...]) -> tuple[str, ...]:
+    """Metrics compared to the oracle."""
+    if task == "tropism":
+        return ("macro_auroc", *(f"auroc_{s}" for s in sites))
+    return ("harrell_c",)
+
+
+def task_labels(cohort: pd.DataFrame) -> dict[Task, str | None]:
+    """Per task, None when ``cohort`` carries its labels, else what is missing (one line)."""
+    months, event = schema.survival_columns()
+    present_sites = [c for c in schema.site_columns() if c in cohort.columns]
+    tropism = None if present_sites else "no site column (site_<organ>, e.g. site_bone)"
+    dormancy = None
+    if months not in cohort.columns or event not in cohort.columns:
+        absent = [c for c in (months, event) if c not in cohort.columns]
+        dormancy = f"no relapse pair ({' and '.join(absent)} missing)"
+    return {"tropism": tropism, "dormancy": dormancy}
 
 
 class TaskEstimator(Protocol):
@@ -46,58 +71,146 @@ class TaskData:
     strata: NDArray[np.str_]
     train: NDArray[np.int64]
     test: NDArray[np.int64]
+    #: tropism: the sites trained (columns of ``y``, in schema order); dormancy: empty.
+    sites: tuple[str, ...] = ()
+    #: per categorical column, the labels present in the task's rows (cancer types fix codes).
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: what the row and site selection left out, in words (for the report and the run).
+    notes: tuple[str, ...] = ()
 
     @property
     def has_oracle(self) -> bool:
         return all(c in self.frame.columns for c in schema.oracle_columns())
 
+    @property
+    def cancer_types(self) -> tuple[str, ...]:
+        return self.categories.get(features.CANCER_TYPE, ())
+
+
+def metastatic_at_diagnosis(cohort: pd.DataFrame) -> pd.Series:
+    """Patients with distant disease at diagnosis: stage IV, or a distant relapse at month 0
+    (the same thing when the stage was not recorded)."""
+    months, event = schema.survival_columns()
+    if "stage" in cohort.columns:
+        stage_iv = cohort["stage"].astype(object).eq(schema.METASTATIC_STAGE)
+    else:
+        stage_iv = pd.Series(False, index=cohort.index)
+    at_zero = cohort[event].astype(bool) & (cohort[months] <= 0)
+    result: pd.Series = (stage_iv | at_zero).astype(bool)
+    return result
+
+
+def _tropism_rows(cohort: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Patients whose metastatic sites are known: a distant relapse when the cohort records
+    relapse, else at least one site flagged (a site-only study lists metastatic patients)."""
+    event = schema.survival_columns()[1]
+    present = [c for c in schema.site_columns() if c in cohort.columns]
+    if event in cohort.columns:
+        mask = cohort[event].astype(bool)
+        why = "without a distant relapse"
+    else:
+        mask = cohort[present].astype(bool).any(axis=1)
+        why = "with no site flagged (no relapse column: taken as not metastatic)"
+    notes = [f"{int((~mask).sum())} patient(s) {why} left out"] if (~mask).any() else []
+    return cohort[mask].reset_index(drop=True), notes
+
+
+def _trainable_sites(frame: pd.DataFrame) -> tuple[tuple[str, ...], list[str]]:
+    notes: list[str] = []
+    sites: list[str] = []
+    for column in schema.site_columns():
+        if column not in frame.columns:
+            continue
+        involved = int(frame[column].astype(bool).sum())
+        if min(involved, len(frame) - involved) < MIN_SITE_PATIENTS:
+            notes.append(
+                f"site {column.removeprefix('site_')} not trained: {involved} of {len(frame)} "
+                f"patients involved (needs at least {MIN_SITE_PATIENTS} with and without)"
+            )
+            continue
+        sites.append(column.removeprefix("site_"))
+    return tuple(sites), notes
+
 
 def prepare(task: Task, cohort: pd.DataFrame, *, test_size: float, seed: int) -> TaskData:
     """Select the task's rows and targets, encode features, split stratified and seeded.
 
-    Tropism trains on patients with an observed distant relapse (their organs are known);
-    dormancy on everyone, with censoring. Strata: cancer type (tropism), cancer type x event
-    (dormancy).
+    Tropism trains on patients whose metastatic sites are known (stage IV included: patients
+    metastatic at diagnosis are most of the site data there is), on the sites that have enough
+    patients with and without; dormancy on resected stage I-III primaries (patients metastatic
+    at diagnosis, stage IV or a distant relapse at month 0, are left out and counted; a missing
+    stage is kept), with censoring. Strata: cancer type
+    (tropism), cancer type x event (dormancy). Raises :class:`MissingLabels` when the cohort
+    lacks the task's labels.
     """
+    missing = task_labels(cohort)[task]
+    if missing is not None:
+        raise MissingLabels(f"this cohort cannot train {task}: {missing}")
     months, event = schema.survival_columns()
+    notes: list[str] = []
+    sites: tuple[str, ...] = ()
     if task == "tropism":
-        frame = cohort[cohort[event].astype(bool)].reset_index(drop=True)
-        y: Any = frame[list(schema.site_columns())].to_numpy(dtype=bool)
+        frame, notes = _tropism_rows(cohort)
+        sites, site_notes = _trainable_sites(frame)
+        notes += site_notes
+        if not sites:
+            raise MissingLabels(
+                f"this cohort cannot train tropism: no site has {MIN_SITE_PATIENTS} or more "
+                "metastatic patients with it involved and without"
+            )
+        y: Any = frame[[f"site_{s}" for s in sites]].to_numpy(dtype=bool)
         strata = frame["cancer_type"].astype(str).to_numpy()
     else:
         from sksurv.util import Surv
 
-        frame = cohort.reset_index(drop=True)
+        at_diagnosis = metastatic_at_diagnosis(cohort)
+        if at_diagnosis.any():
+            notes.append(
+                f"{int(at_diagnosis.sum())} patient(s) metastatic at diagnosis left out (stage IV, "
+                "or a distant relapse at month 0): dormancy is for resected stage I-III primaries"
+            )
+        frame = cohort[~at_diagnosis].reset_index(drop=True)
         y = Surv.from_arrays(
             event=frame[event].to_numpy(dtype=bool), time=frame[months].to_numpy(dtype=float)
         )
         strata = (
             frame["cancer_type"].astype(str) + ":" + frame[event].astype(bool).astype(str)
         ).to_numpy()
-    if len(frame) < 50:
-        raise ValueError(
-            f"the {task} task needs at least 50 patients"
-            f"{' with a distant relapse' if task == 'tropism' else ''}; this cohort has "
-            f"{len(frame)}"
+    if len(frame) < MIN_TASK_ROWS:
+        rows = "metastatic patients with known sites" if task == "tropism" else "patients"
+        raise MissingLabels(
+            f"the {task} task needs at least {MIN_TASK_ROWS} {rows}; this cohort has {len(frame)}"
         )
     strata = _merge_rare(strata, minimum=4)
     index = np.arange(len(frame))
     train, test = train_test_split(index, test_size=test_size, random_state=seed, stratify=strata)
+    categories = features.observed_categories(frame)
+    categories["stage"] = stages_for(task)
     return TaskData(
         task=task,
         frame=frame,
-        X=features.encode_frame(frame),
+        X=features.encode_frame(frame, categories[features.CANCER_TYPE]),
         y=y,
         strata=strata,
         train=np.sort(train),
         test=np.sort(test),
+        sites=sites,
+        categories=categories,
+        notes=tuple(notes),
     )
 
 
 def _merge_rare(strata: NDArray[np.str_], minimum: int) -> NDArray[np.str_]:
+    """Strata with fewer than ``minimum`` rows pooled as "other"; a pool still too small joins
+    the largest stratum (a stratified split needs at least two rows per stratum)."""
     values, counts = np.unique(strata, return_counts=True)
     rare = set(values[counts < minimum])
-    return np.array(["other" if s in rare else s for s in strata])
+    merged = np.array(["other" if s in rare else s for s in strata])
+    pooled = int((merged == "other").sum())
+    if 0 < pooled < minimum and len(rare) < len(values):
+        kept, kept_counts = np.unique(merged[merged != "other"], return_counts=True)
+        merged[merged == "other"] = kept[np.argmax(kept_counts)]
+    return merged
 
 
 def _predict(task: Task, estimator: Any, X: FloatArray) -> FloatArray:
@@ -109,10 +222,19 @@ def _predict(task: Task, estimator: Any, X: FloatArray) -> FloatArray:
     return result
 
 
-def score(task: Task, y_train: Any, y_test: Any, prediction: FloatArray) -> dict[str, float]:
-    """The task's metrics for one set of predictions (names identical across families)."""
+def score(
+    task: Task,
+    y_train: Any,
+    y_test: Any,
+    prediction: FloatArray,
+    sites: tuple[str, ...] = (),
+) -> dict[str, float]:
+    """The task's metrics for one set of predictions (names identical across families).
+
+    ``sites`` names the tropism columns of ``y_test`` and ``prediction``.
+    """
     if task == "tropism":
-        return metrics.tropism_metrics(y_test, prediction, schema.sites())
+        return metrics.tropism_metrics(y_test, prediction, sites)
     from metapredict.models.dormancy import survival_arrays
 
     t_tr, e_tr = survival_arrays(y_train)
@@ -143,11 +265,13 @@ def _slices(task: Task, data: TaskData, prediction: FloatArray) -> dict[str, flo
     out: dict[str, float] = {}
     types = data.frame["cancer_type"].astype(str).to_numpy()[data.test]
     name = SLICE_METRIC[task]
-    for t in schema.CANCER_TYPES:
+    for t in data.cancer_types:
         mask = types == t
-        if mask.sum() < 20:
+        if mask.sum() < MIN_SLICE_PATIENTS:
             continue
-        scored = score(task, data.y[data.train], data.y[data.test][mask], prediction[mask])
+        scored = score(
+            task, data.y[data.train], data.y[data.test][mask], prediction[mask], data.sites
+        )
         out[f"{name}_{t}"] = scored[name]
     return out
 
@@ -170,7 +294,13 @@ def cross_validate(
             progress(f"{data.task} {family}: fold {k}/{folds}")
         est = make().fit(X_train[tr], y_train[tr])
         per_fold.append(
-            score(data.task, y_train[tr], y_train[va], _predict(data.task, est, X_train[va]))
+            score(
+                data.task,
+                y_train[tr],
+                y_train[va],
+                _predict(data.task, est, X_train[va]),
+                data.sites,
+            )
         )
     result = FamilyResult(family=family)
     for name in per_fold[0]:
@@ -182,16 +312,16 @@ def cross_validate(
         progress(f"{data.task} {family}: final fit on the training split")
     est = make().fit(X_train, y_train)
     prediction = _predict(data.task, est, data.X[data.test])
-    result.test = score(data.task, y_train, data.y[data.test], prediction)
+    result.test = score(data.task, y_train, data.y[data.test], prediction, data.sites)
     result.slices = _slices(data.task, data, prediction)
     result.test_prediction = prediction
     result.estimator = est
     return result
 
 
-def oracle_prediction(task: Task, frame: pd.DataFrame) -> FloatArray:
+def oracle_prediction(task: Task, frame: pd.DataFrame, sites: tuple[str, ...] = ()) -> FloatArray:
     if task == "tropism":
-        cols = [f"oracle_{c}" for c in schema.site_columns()]
+        cols = [f"oracle_site_{s}" for s in sites]
     else:
         cols = [f"oracle_risk_{h}" for h in metrics.HORIZONS] + ["oracle_late_relapse"]
         assert len(cols) == len(DORMANCY_OUTPUTS)
@@ -203,18 +333,20 @@ def evaluate_oracle(data: TaskData) -> FamilyResult | None:
     """The simulator's truth scored on the same test split (None for real cohorts)."""
     if not data.has_oracle:
         return None
-    prediction = oracle_prediction(data.task, data.frame.iloc[data.test])
+    prediction = oracle_prediction(data.task, data.frame.iloc[data.test], data.sites)
     result = FamilyResult(family="oracle")
-    result.test = score(data.task, data.y[data.train], data.y[data.test], prediction)
+    result.test = score(data.task, data.y[data.train], data.y[data.test], prediction, data.sites)
     result.slices = _slices(data.task, data, prediction)
     result.test_prediction = prediction
     return result
 
 
-def add_oracle_ratios(result: FamilyResult, oracle: FamilyResult | None, task: Task) -> None:
+def add_oracle_ratios(
+    result: FamilyResult, oracle: FamilyResult | None, task: Task, sites: tuple[str, ...] = ()
+) -> None:
     if oracle is None:
         return
-    for name in ORACLE_METRICS[task]:
+    for name in oracle_metrics(task, sites):
         ours, best = result.test.get(name), oracle.test.get(name)
         if ours is not None and best is not None and np.isfinite(ours) and best > 0:
             result.ratio_to_oracle[name] = float(ours / best)

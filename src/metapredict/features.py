@@ -6,8 +6,11 @@ The matrix has one column per schema feature (:func:`schema.feature_columns`), i
   zeros CIBERSORT reports stay finite: compositional data compared on the log-ratio scale;
 * extras hold their value, NaN when missing (LightGBM handles missing values natively; the
   linear baselines impute);
-* categorical clinical columns hold the index of the value in the schema's vocabulary;
-* ``age_years`` its value.
+* ``cancer_type`` holds the index of the label among the model's own cancer types (the ones it
+  saw in training, :attr:`FeatureEncoder.categories_`), NaN for a label it never saw;
+* ``stage`` holds its index in :data:`schema.STAGES` (I=0 ... IV=3, an ordinal code that is
+  the same for every model), NaN when missing;
+* ``age_years`` its value, NaN when missing.
 
 Two entry points build the identical matrix: :func:`encode_frame` (cohorts, batches) and
 :func:`encode_records` (the HTTP request path, without building a DataFrame).
@@ -38,17 +41,35 @@ def feature_names() -> tuple[str, ...]:
     return schema.feature_columns()
 
 
+#: The column whose codes depend on the model (its own list of cancer types).
+CANCER_TYPE = "cancer_type"
+
+
 def categorical_indices() -> tuple[int, ...]:
     names = feature_names()
     return tuple(names.index(c) for c in schema.categorical_columns())
 
 
-def _vocabularies() -> dict[str, dict[str, int]]:
-    return {
-        c.name: {v: i for i, v in enumerate(c.allowed or ())}
-        for c in schema.columns()
-        if c.name in schema.categorical_columns()
-    }
+def _vocabularies(cancer_types: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """Per categorical column, label -> code: cancer types by the model, stages by the schema."""
+    out: dict[str, dict[str, int]] = {}
+    for name in schema.categorical_columns():
+        labels = cancer_types if name == CANCER_TYPE else schema.column_info(name).allowed or ()
+        out[name] = {v: i for i, v in enumerate(labels)}
+    return out
+
+
+def observed_categories(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Per categorical column, the labels present in ``frame`` (cancer types sorted, stages in
+    schema order)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in schema.categorical_columns():
+        present = set(frame[name].dropna().astype(str).tolist()) if name in frame.columns else set()
+        order = schema.column_info(name).allowed
+        out[name] = (
+            tuple(v for v in order if v in present) if order is not None else tuple(sorted(present))
+        )
+    return out
 
 
 def clr_rows(fractions: FloatArray) -> FloatArray:
@@ -61,14 +82,17 @@ def clr_rows(fractions: FloatArray) -> FloatArray:
     return result
 
 
-def encode_frame(frame: pd.DataFrame) -> FloatArray:
-    """Encode a schema-valid frame; absent optional extras become NaN."""
+def encode_frame(frame: pd.DataFrame, cancer_types: tuple[str, ...]) -> FloatArray:
+    """Encode a schema-valid frame; absent optional columns and unknown labels become NaN.
+
+    ``cancer_types`` is the model's own list (a label's code is its position there).
+    """
     n = len(frame)
     names = feature_names()
     out = np.full((n, len(names)), np.nan)
     lm22 = list(schema.lm22_columns())
     out[:, : len(lm22)] = clr_rows(frame[lm22].to_numpy(dtype=float))
-    vocab = _vocabularies()
+    vocab = _vocabularies(cancer_types)
     for j, name in enumerate(names[len(lm22) :], start=len(lm22)):
         if name not in frame.columns:
             continue
@@ -81,10 +105,12 @@ def encode_frame(frame: pd.DataFrame) -> FloatArray:
 
 
 @cache
-def _record_plan() -> tuple[tuple[str, ...], tuple[tuple[str, Mapping[str, int] | None], ...]]:
+def _record_plan(
+    cancer_types: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[tuple[str, Mapping[str, int] | None], ...]]:
     """(LM22 columns, then each other feature with its vocabulary or None), in matrix order."""
     lm22 = schema.lm22_columns()
-    vocab = _vocabularies()
+    vocab = _vocabularies(cancer_types)
     rest = tuple(
         (name, MappingProxyType(vocab[name]) if name in vocab else None)
         for name in feature_names()[len(lm22) :]
@@ -92,9 +118,11 @@ def _record_plan() -> tuple[tuple[str, ...], tuple[tuple[str, Mapping[str, int] 
     return lm22, rest
 
 
-def encode_records(records: Sequence[Mapping[str, Any]]) -> FloatArray:
+def encode_records(
+    records: Sequence[Mapping[str, Any]], cancer_types: tuple[str, ...]
+) -> FloatArray:
     """Encode already-validated records (dicts keyed by schema column) without pandas."""
-    lm22, rest = _record_plan()
+    lm22, rest = _record_plan(cancer_types)
     n = len(records)
     out = np.empty((n, len(lm22) + len(rest)))
     fractions = np.array([[r[c] for c in lm22] for r in records], dtype=float)
@@ -117,15 +145,20 @@ def encode_records(records: Sequence[Mapping[str, Any]]) -> FloatArray:
 
 
 class FeatureEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """sklearn transformer: schema frame -> model matrix; remembers the training ranges.
+    """sklearn transformer: schema frame -> model matrix; remembers what training saw.
 
-    ``feature_ranges_`` maps each non-categorical feature to the (min, max) of the *raw* values
-    seen in training (fractions, not their CLR), used to warn about out-of-range inputs.
+    ``categories_`` holds, per categorical column, the labels seen in training (the model's
+    cancer types fix their codes). ``feature_ranges_`` maps each non-categorical feature to the
+    (min, max) of the *raw* values seen in training (fractions, not their CLR), used to warn
+    about out-of-range inputs; an LM22 range always starts at 0, since CIBERSORT reports exact
+    zeros for cell types it does not detect and a zero is never unusual.
     """
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> Self:
         vocab = set(schema.categorical_columns())
+        lm22 = set(schema.lm22_columns())
         self.feature_names_out_ = np.array(feature_names(), dtype=object)
+        self.categories_ = observed_categories(X)
         self.feature_ranges_: dict[str, tuple[float, float]] = {}
         for name in feature_names():
             if name in vocab or name not in X.columns:
@@ -133,11 +166,12 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             values = pd.to_numeric(X[name], errors="coerce").to_numpy(dtype=float)
             finite = values[np.isfinite(values)]
             if finite.size:
-                self.feature_ranges_[name] = (float(finite.min()), float(finite.max()))
+                low = 0.0 if name in lm22 else float(finite.min())
+                self.feature_ranges_[name] = (low, float(finite.max()))
         return self
 
     def transform(self, X: pd.DataFrame) -> FloatArray:
-        return encode_frame(X)
+        return encode_frame(X, self.categories_[CANCER_TYPE])
 
     def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
         return np.array(feature_names(), dtype=object)

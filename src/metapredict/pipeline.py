@@ -61,6 +61,10 @@ class TrainingOutcome:
     n_train: int
     n_test: int
     seconds: float
+    #: tropism: the sites the model predicts; dormancy: empty.
+    sites: tuple[str, ...] = ()
+    #: what the task's row and site selection left out, in words.
+    notes: tuple[str, ...] = ()
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
@@ -136,17 +140,28 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def input_example(rows: int = 2) -> pd.DataFrame:
-    """A synthetic, complete example request (never a patient's row)."""
-    sim = simulate_cohort(50, 0, default_config())
-    complete = sim.dropna(subset=list(schema.extra_columns())).head(rows)
-    return complete[list(schema.feature_columns())].reset_index(drop=True)
+def input_example(predictor: Predictor, rows: int = 2) -> pd.DataFrame:
+    """A synthetic, complete example request the model accepts (never a patient's row)."""
+    sim = simulate_cohort(200, 0, default_config())
+    complete = sim.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
+    complete = complete[complete["stage"] != schema.METASTATIC_STAGE].head(rows)
+    example = complete[list(schema.feature_columns())].reset_index(drop=True)
+    types, stages = predictor.cancer_types, predictor.categories.get("stage", schema.STAGES)
+    example["cancer_type"] = [types[i % len(types)] for i in range(len(example))]
+    example["stage"] = [stages[i % len(stages)] for i in range(len(example))]
+    return example
 
 
 def build_predictor(config: TrainingConfig, data: TaskData, estimator: Any) -> Predictor:
     train_frame = data.frame.iloc[data.train]
     ranges = features.FeatureEncoder().fit(train_frame).feature_ranges_
-    predictor = Predictor(task=config.task, estimator=estimator, feature_ranges=ranges)
+    predictor = Predictor(
+        task=config.task,
+        estimator=estimator,
+        feature_ranges=ranges,
+        categories=dict(data.categories),
+        sites=data.sites,
+    )
     if isinstance(config, DormancyConfig):
         risk_120 = predictor.predict_matrix(data.X[data.train])[:, 2]
         low, high = np.quantile(risk_120, [1 / 3, 2 / 3])
@@ -162,9 +177,9 @@ def _log_plots(job: JobRun, data: TaskData, predictor: Predictor, result: Family
     if data.task == "tropism":
         y = data.y[data.test]
         figs = {
-            "plots/roc_per_site.png": plots.roc_curves(y, result.test_prediction, schema.sites()),
+            "plots/roc_per_site.png": plots.roc_curves(y, result.test_prediction, data.sites),
             "plots/calibration_per_site.png": plots.calibration_curves(
-                y, result.test_prediction, schema.sites()
+                y, result.test_prediction, data.sites
             ),
         }
         mean_abs = np.abs(contrib[:, :, :-1]).mean(axis=(0, 1))
@@ -250,8 +265,12 @@ def _run_training(
                 "n_train": len(task_data.train),
                 "n_test": len(task_data.test),
                 "n_features": task_data.X.shape[1],
+                "sites": ",".join(task_data.sites) or "-",
+                "cancer_types": ",".join(task_data.cancer_types),
             }
         )
+        if task_data.notes:
+            job.log_dict({"notes": list(task_data.notes)}, "task_rows.json")
         job.log_dict(config.model_dump(), "config.json")
         job.log_dataset(
             cohort.frame, name=f"{config.task}-cohort", source=cohort.source, digest=cohort.digest
@@ -267,7 +286,7 @@ def _run_training(
                 result = cross_validate(
                     family, make, task_data, folds=config.cv.folds, seed=config.seed, progress=step
                 )
-                add_oracle_ratios(result, oracle, config.task)
+                add_oracle_ratios(result, oracle, config.task, task_data.sites)
                 child.log_params(make().get_params())
                 child.log_metrics(result.all_metrics())
                 results[family] = result
@@ -280,7 +299,7 @@ def _run_training(
         step("logging plots and registering the model")
         predictor = build_predictor(config, task_data, best.estimator)
         _log_plots(job, task_data, predictor, best)
-        registered = job.log_and_register(predictor, input_example(), alias=alias)
+        registered = job.log_and_register(predictor, input_example(predictor), alias=alias)
         job.set_tags(
             {"registered_version": registered.version, "registered_alias": registered.alias}
         )
@@ -292,4 +311,6 @@ def _run_training(
         n_train=len(task_data.train),
         n_test=len(task_data.test),
         seconds=time.perf_counter() - started,
+        sites=task_data.sites,
+        notes=task_data.notes,
     )

@@ -3,13 +3,18 @@
 A :class:`Predictor` is what the registry stores and loads. It predicts from a schema frame
 (``predict``) or straight from an encoded matrix (``predict_matrix``, the request path), and
 explains each output with signed per-feature contributions in log-odds.
+
+It also records what it was trained on, which the service builds its request validation from:
+the cancer types it saw (``categories["cancer_type"]``; their order fixes the codes), the
+stages it answers for (``categories["stage"]``: dormancy never stage IV) and, for tropism, the
+sites it predicts (any subset of the schema's eight).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,10 +24,22 @@ from metapredict import features, schema
 from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
 from metapredict.models.dormancy import DiscreteTimeHazard
 from metapredict.models.tropism import TropismClassifier
+from metapredict.tasks import Task
 
 FloatArray = NDArray[np.float64]
-Task = Literal["tropism", "dormancy"]
 RISK_GROUPS = ("low", "intermediate", "high")
+#: What models saved before schema 2.0.0 were trained on (their codes follow this order).
+LEGACY_CANCER_TYPES = (
+    "breast",
+    "colorectal",
+    "lung_adenocarcinoma",
+    "melanoma",
+    "prostate",
+    "pancreatic",
+)
+LEGACY_STAGES = ("I", "II", "III")
+#: Schema majors whose models still load: 1.x used the same features and codes for I-III.
+COMPATIBLE_SCHEMA_MAJORS = ("1", "2")
 
 
 @dataclass
@@ -46,15 +63,61 @@ class Predictor:
     #: dormancy only: training tertiles of the 120-month cumulative risk.
     risk_cutoffs: tuple[float, float] | None = None
     info: ModelInfo = field(default_factory=ModelInfo)
+    #: per categorical column, the labels the model accepts (cancer types: those seen in
+    #: training, in code order; stage: those its task answers for).
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: tropism only: the organs the model predicts, in output order.
+    sites: tuple[str, ...] = ()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, filling what models saved before schema 2.0.0 did not record."""
+        if "categories" not in state:
+            state["categories"] = {"cancer_type": LEGACY_CANCER_TYPES, "stage": LEGACY_STAGES}
+            state["sites"] = schema.sites() if state.get("task") == "tropism" else ()
+            # Zero is inside every LM22 range (old models stored the smallest training value).
+            lm22 = set(schema.lm22_columns())
+            state["feature_ranges"] = {
+                name: ((0.0, hi) if name in lm22 else (lo, hi))
+                for name, (lo, hi) in state.get("feature_ranges", {}).items()
+            }
+        self.__dict__.update(state)
+
+    @property
+    def cancer_types(self) -> tuple[str, ...]:
+        """The cancer types the model saw in training (a label's code is its position)."""
+        return self.categories.get("cancer_type", ())
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return schema.sites() if self.task == "tropism" else DORMANCY_OUTPUTS
+        return self.sites if self.task == "tropism" else DORMANCY_OUTPUTS
 
     @property
     def explained_outputs(self) -> tuple[str, ...]:
         """What each contribution vector explains."""
-        return schema.sites() if self.task == "tropism" else ("relapse_hazard_60",)
+        return self.sites if self.task == "tropism" else ("relapse_hazard_60",)
+
+    def check_categories(self, frame: pd.DataFrame) -> None:
+        """Raise ``ValueError`` naming the rows whose cancer type or stage the model refuses."""
+        problems: list[str] = []
+        for column, allowed in self.categories.items():
+            if column not in frame.columns or not allowed:
+                continue
+            values = frame[column].astype(object)
+            bad = values.notna() & ~values.isin(allowed)
+            for row, value in values[bad].head(5).items():
+                problems.append(f"row {row!r}: {column} {value!r}")
+            if bad.any():
+                problems.append(f"{column} must be one of: {', '.join(allowed)}")
+        if problems:
+            raise ValueError(f"{self.task} model refuses: " + "; ".join(problems))
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> FloatArray:
+        """The model matrix of validated records (the request path)."""
+        return features.encode_records(records, self.cancer_types)
+
+    def encode_frame(self, frame: pd.DataFrame) -> FloatArray:
+        """The model matrix of a schema-valid frame."""
+        return features.encode_frame(frame, self.cancer_types)
 
     # -- the request path: encoded matrices ------------------------------------------------
 
@@ -114,14 +177,14 @@ class Predictor:
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Predictions for a schema-valid feature frame, one column per output."""
-        X = features.encode_frame(frame)
+        X = self.encode_frame(frame)
         return pd.DataFrame(
             self.predict_matrix(X), columns=list(self.output_names), index=frame.index
         )
 
     def contributions(self, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """Per explained output, a frame of per-feature contributions (plus ``bias``)."""
-        X = features.encode_frame(frame)
+        X = self.encode_frame(frame)
         contrib = self.contributions_matrix(X)
         columns = [*self.feature_names, "bias"]
         return {

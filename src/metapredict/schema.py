@@ -11,6 +11,9 @@ below; nothing re-types a column name. Variants are built by inheritance:
   ``oracle_*`` ground truth.
 
 Schema 1.1.0 added the optional ``qc`` group (additive; 1.0.0 frames still validate).
+Schema 2.0.0 opened the vocabulary to real studies: any normalised cancer-type label, stage I-IV
+or missing, age missing, and labels per task (site columns and the relapse pair are each
+optional in a :class:`Cohort`; a task needs only its own).
 
 ``validate(frame, model)`` checks a frame against a model and raises
 :class:`CohortValidationError` listing every failing row, column and rule at once.
@@ -29,28 +32,26 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-SCHEMA_VERSION: Final = "1.1.0"
+SCHEMA_VERSION: Final = "2.0.0"
 
 #: Tolerance on the row sum of relative LM22 fractions (CIBERSORT rounds to a few decimals).
 FRACTION_SUM_TOLERANCE: Final = 0.02
 #: Upper bound of one CIBERSORTx absolute-mode score.
 ABSOLUTE_SCORE_MAX: Final = 10.0
 
-CANCER_TYPES: Final = (
-    "breast",
-    "colorectal",
-    "lung_adenocarcinoma",
-    "melanoma",
-    "prostate",
-    "pancreatic",
-)
-STAGES: Final = ("I", "II", "III")
+#: A cancer type is any label in lowercase snake case (see :mod:`metapredict.cancer_types`).
+CANCER_TYPE_PATTERN: Final = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
+#: AJCC stage groups, in order (a missing stage is allowed).
+STAGES: Final = ("I", "II", "III", "IV")
+#: Stage IV is metastatic at diagnosis: the dormancy task is for resected stage I-III primaries.
+METASTATIC_STAGE: Final = "IV"
 
 # Field metadata keys (read back by the derived lists below and by the serving request model).
 _GROUP = "group"
 _LABEL = "label"  # the CIBERSORT LM22 label, or cBioPortal site code
 _UNIT = "unit"
 _DESCRIPTION = "description"
+_CATEGORICAL = "categorical"  # a clinical column encoded by category (its codes per model)
 
 Group = Literal["lm22", "extra", "clinical", "site", "survival", "id", "oracle", "qc"]
 
@@ -138,18 +139,34 @@ class _ProfileBase(pa.DataFrameModel):
     )
 
     cancer_type: Series[str] = pa.Field(
-        isin=list(CANCER_TYPES),
-        metadata={_GROUP: "clinical", _DESCRIPTION: "primary tumour type"},
+        str_matches=CANCER_TYPE_PATTERN,
+        metadata={
+            _GROUP: "clinical",
+            _CATEGORICAL: True,
+            _DESCRIPTION: "primary tumour type, a lowercase snake-case label (e.g. breast, "
+            "gastric, head_and_neck)",
+        },
     )
-    stage: Series[str] = pa.Field(
+    stage: Series[str] | None = pa.Field(
         isin=list(STAGES),
-        metadata={_GROUP: "clinical", _DESCRIPTION: "AJCC stage of the resected primary"},
+        nullable=True,
+        metadata={
+            _GROUP: "clinical",
+            _CATEGORICAL: True,
+            _DESCRIPTION: "AJCC stage group at diagnosis (IV: metastatic at diagnosis); "
+            "null when unknown",
+        },
     )
-    age_years: Series[float] = pa.Field(
+    age_years: Series[float] | None = pa.Field(
         ge=18.0,
         le=100.0,
         coerce=True,
-        metadata={_GROUP: "clinical", _UNIT: "years", _DESCRIPTION: "age at diagnosis"},
+        nullable=True,
+        metadata={
+            _GROUP: "clinical",
+            _UNIT: "years",
+            _DESCRIPTION: "age at diagnosis; null when unknown",
+        },
     )
 
     class Config:
@@ -194,15 +211,15 @@ class _Labels(pa.DataFrameModel):
     patient_id: Series[str] = pa.Field(
         unique=True, metadata={_GROUP: "id", _DESCRIPTION: "patient identifier"}
     )
-    site_bone: Series[bool] = _site("BONE")
-    site_lung: Series[bool] = _site("LUNG")
-    site_liver: Series[bool] = _site("LIVER")
-    site_brain: Series[bool] = _site("CNS_BRAIN")
-    site_distant_lymph_node: Series[bool] = _site("DIST_LN")
-    site_pleura: Series[bool] = _site("PLEURA")
-    site_adrenal_gland: Series[bool] = _site("ADRENAL_GLAND")
-    site_intra_abdominal: Series[bool] = _site("INTRA_ABDOMINAL")
-    distant_relapse_months: Series[float] = pa.Field(
+    site_bone: Series[bool] | None = _site("BONE")
+    site_lung: Series[bool] | None = _site("LUNG")
+    site_liver: Series[bool] | None = _site("LIVER")
+    site_brain: Series[bool] | None = _site("CNS_BRAIN")
+    site_distant_lymph_node: Series[bool] | None = _site("DIST_LN")
+    site_pleura: Series[bool] | None = _site("PLEURA")
+    site_adrenal_gland: Series[bool] | None = _site("ADRENAL_GLAND")
+    site_intra_abdominal: Series[bool] | None = _site("INTRA_ABDOMINAL")
+    distant_relapse_months: Series[float] | None = pa.Field(
         ge=0.0,
         coerce=True,
         metadata={
@@ -211,16 +228,17 @@ class _Labels(pa.DataFrameModel):
             _DESCRIPTION: "months to first distant relapse, or to last follow-up if censored",
         },
     )
-    distant_relapse: Series[bool] = pa.Field(
+    distant_relapse: Series[bool] | None = pa.Field(
         metadata={_GROUP: "survival", _DESCRIPTION: "distant relapse observed (else censored)"}
     )
 
     @pa.dataframe_check
     @classmethod
     def no_site_without_distant_relapse(cls, df: pd.DataFrame) -> Series[bool]:
-        if not {*site_columns(), "distant_relapse"} <= set(df.columns):
-            return _all_true(df)  # the missing column is reported on its own
-        any_site = df[list(site_columns())].any(axis=1)
+        present = [c for c in site_columns() if c in df.columns]
+        if not present or "distant_relapse" not in df.columns:
+            return _all_true(df)  # a cohort without sites or without the relapse pair
+        any_site = df[present].any(axis=1)
         return cast(Series[bool], ~any_site | df["distant_relapse"])
 
 
@@ -308,6 +326,7 @@ class ColumnInfo:
     label: str | None
     unit: str | None
     description: str
+    categorical: bool = False
 
 
 @cache
@@ -340,6 +359,7 @@ def columns(model: type[pa.DataFrameModel] = SimulatedCohort) -> tuple[ColumnInf
                 label=meta.get(_LABEL),
                 unit=meta.get(_UNIT),
                 description=str(meta.get(_DESCRIPTION, "")),
+                categorical=bool(meta.get(_CATEGORICAL, False)),
             )
         )
     return tuple(out)
@@ -374,8 +394,8 @@ def clinical_columns() -> tuple[str, ...]:
 
 @cache
 def categorical_columns() -> tuple[str, ...]:
-    """Clinical columns with a closed vocabulary."""
-    return tuple(c.name for c in columns() if c.group == "clinical" and c.allowed is not None)
+    """Clinical columns encoded by category (cancer type: open vocabulary; stage: I-IV)."""
+    return tuple(c.name for c in columns() if c.categorical)
 
 
 @cache
@@ -487,6 +507,8 @@ def rule_text(check: str, column: str | None) -> str:
         return f"must be at least {_fmt(float(check[25:-1]))}{unit}"
     if check.startswith("less_than_or_equal_to("):
         return f"must be at most {_fmt(float(check[22:-1]))}{unit}"
+    if check.startswith("str_matches("):
+        return "must be a lowercase snake-case label (letters, digits and single underscores)"
     if check.startswith("isin("):
         allowed = ", ".join(info.allowed) if info is not None and info.allowed else check[5:-1]
         return f"must be one of: {allowed}"
@@ -554,6 +576,19 @@ def validate(
             for c in frame.columns
             if c not in known
         ]
+    months, event = survival_columns()
+    if any(c.group == "survival" for c in columns(model)) and (months in frame.columns) != (
+        event in frame.columns
+    ):
+        absent = event if months in frame.columns else months
+        violations.append(
+            Violation(
+                row=None,
+                column=absent,
+                rule=f"the relapse pair comes together: {months} and {event}, or neither",
+                value=None,
+            )
+        )
     try:
         validated = model.validate(frame, lazy=True)
     except SchemaErrors as err:

@@ -80,25 +80,29 @@ def test_build_writes_a_valid_cohort_and_a_join_report(
     assert result.exit_code == 0, result.output
     cohort = pd.read_parquet(out)
     schema.validate(cohort, schema.Cohort, extra_columns_allowed=())
-    assert cohort["patient_id"].tolist() == ["P1", "P2"]
-    assert cohort["sample_id"].tolist() == ["P1-T", "P2-T"]
-    assert cohort["site_brain"].tolist() == [True, False]
-    assert cohort["site_liver"].tolist() == [False, False]
+    assert cohort["patient_id"].tolist() == ["P1", "P2", "P3", "P4"]
+    assert cohort["sample_id"].tolist() == ["P1-T", "P2-T", "P3-T", "P4-T"]
+    assert cohort["site_brain"].tolist() == [True, False, False, False]
+    assert cohort["site_liver"].tolist() == [False, False, False, False]
+    assert np.isnan(cohort["age_years"].iloc[2])  # missing age: kept, missing
+    assert cohort["stage"].tolist()[3] == "IV"  # stage IV: kept
 
     report = json.loads(report_path.read_text())
     assert report["unmatched_immune"] == ["UNKNOWN-1"]
     assert report["unmatched_clinical"] == ["P5"]
     assert report["duplicates"] == [{"patient_id": "P1", "kept": "P1-T", "dropped": ["P1-M"]}]
-    assert report["dropped_counts"] == {
-        "age missing": 1,
-        "stage IV (metastatic at diagnosis; schema covers stage I-III)": 1,
-    }
+    assert report["dropped_counts"] == {}
     assert report["missing_site_flags_relapsed"] == {"site_liver": 1}
     assert report["site_counts"]["site_brain"] == 1
-    assert report["rows"] == 2 and report["valid"] is True
+    assert report["rows"] == 4 and report["valid"] is True
+    assert report["stage_counts"] == {"II": 3, "IV": 1} and report["missing_age"] == 1
+    assert report["tasks"]["tropism"].startswith("yes: 3 metastatic patient(s)")
+    assert report["tasks"]["dormancy"] == (
+        "yes: 3 patient(s), 2 distant relapse(s); 1 stage IV patient(s) will be left out"
+    )
     text = one_line(result.output)
-    assert "Rows dropped" in text and "age missing" in text
-    assert f"wrote {out}" in text
+    assert "can train dormancy" in text and "yes: 3 patient(s)" in text
+    assert f"wrote {out}" in text and "it can train: tropism, dormancy" in text
 
 
 def test_invalid_cohort_is_reported_and_nothing_is_written(

@@ -347,8 +347,8 @@ def test_a_bad_retrain_config_exits_2(
 def test_rows_failing_validation_are_dropped_and_counted() -> None:
     frame = simulate_cohort(300, 6, default_config())
     frame.loc[frame.index[[3, 7]], "age_years"] = 140.0
-    frame.loc[frame.index[7], "cancer_type"] = "glioma"
-    frame.loc[frame.index[11], "stage"] = "IV"
+    frame.loc[frame.index[7], "cancer_type"] = "Glioma"  # not a normalised label
+    frame.loc[frame.index[11], "stage"] = "V"
     clean, report = job.validate_rows(frame, job.cohort_model(frame))
     assert clean is not None and len(clean) == 297
     assert (report.n_rows, report.n_rejected) == (300, 3)

@@ -74,13 +74,15 @@ def _injected(predictors: dict[str, Predictor]) -> dict[str, Any]:
 
 
 def _patient_rows(cohort: pd.DataFrame, n: int, prefix: str = "pt") -> list[dict[str, Any]]:
-    """``n`` simulated patients as JSON-ready dicts (missing extras left out), with ids."""
+    """``n`` resected (not stage IV) simulated patients as JSON-ready dicts, with ids; missing
+    inputs (extras, stage, age) are left out."""
     rows = []
-    for i, (_, row) in enumerate(cohort.head(n).iterrows()):
+    resected = cohort[cohort["stage"].astype(object) != schema.METASTATIC_STAGE]
+    for i, (_, row) in enumerate(resected.head(n).iterrows()):
         out: dict[str, Any] = {"id": f"{prefix}-{i}"}
         for name in schema.feature_columns():
             value = row[name]
-            if isinstance(value, float) and math.isnan(value):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             out[name] = value if isinstance(value, str) else float(value)
         rows.append(out)
@@ -486,7 +488,8 @@ def test_invocations_returns_what_mlflow_pyfunc_returns(
     task: str,
     protocol: str,
 ) -> None:
-    frame = simulated_cohort.iloc[20:32][list(schema.feature_columns())].reset_index(drop=True)
+    resected = simulated_cohort[simulated_cohort["stage"].astype(object) != "IV"]
+    frame = resected.iloc[20:32][list(schema.feature_columns())].reset_index(drop=True)
     frame = frame.astype({c: float for c in schema.extra_columns()})
     assert frame[list(schema.extra_columns())].isna().any().any(), "want a missing extra"
     expected = pyfunc_models[task].predict(frame)

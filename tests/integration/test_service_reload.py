@@ -233,7 +233,7 @@ def test_failing_load_leaves_the_old_model_serving(
         {
             "1": version_one,
             "2": OSError("artifact store unreachable"),
-            "3": _copy(version_one, version="3", schema_version="2.0.0"),
+            "3": _copy(version_one, version="3", schema_version="3.0.0"),
         }
     )
     with TestClient(fake.app(store)) as client:
@@ -256,8 +256,8 @@ def test_failing_load_leaves_the_old_model_serving(
 # --- incompatible models refuse to start ------------------------------------------------------
 
 INCOMPATIBLE: list[tuple[str, Callable[[Predictor], dict[str, Any]], str]] = [
-    ("schema-major", lambda p: {"schema_version": "2.0.0"}, "major versions differ"),
-    ("schema-major-older", lambda p: {"schema_version": "0.9.0"}, "major versions differ"),
+    ("schema-major", lambda p: {"schema_version": "3.0.0"}, "trained on schema 3.0.0"),
+    ("schema-major-older", lambda p: {"schema_version": "0.9.0"}, "loads models of schema 1.x"),
     (
         "feature-missing",
         lambda p: {"feature_names": p.feature_names[:-1]},

@@ -157,14 +157,14 @@ def _negative_fraction(patients: list[dict[str, Any]]) -> None:
 
 
 def _several(patients: list[dict[str, Any]]) -> None:
-    patients[0]["stage"] = "IV"
+    patients[0]["stage"] = "V"
     patients[2]["age_years"] = 17.5
     patients[2]["platelet_count"] = 4000.0
     del patients[2]["cancer_type"]
 
 
 SUM = "the 22 LM22 fractions must sum to 1"
-ONE_OF_CANCERS = "must be one of: " + ", ".join(schema.CANCER_TYPES)
+NOT_TRAINED_ON = "is not a cancer type this model was trained on; it knows: breast, colorectal"
 
 #: (case, body builder, {(patient, id, field): words the rule must contain})
 BAD_INPUTS: list[tuple[str, Callable[[], bytes], dict[tuple[Any, Any, Any], str]]] = [
@@ -195,9 +195,9 @@ BAD_INPUTS: list[tuple[str, Callable[[], bytes], dict[tuple[Any, Any, Any], str]
     ),
     (
         "unknown-category",
-        _with(_set(0, cancer_type="glioma", stage="IV")),
+        _with(_set(0, cancer_type="glioma", stage="V")),
         {
-            (0, "P0", "cancer_type"): ONE_OF_CANCERS,
+            (0, "P0", "cancer_type"): NOT_TRAINED_ON,
             (0, "P0", "stage"): "must be one of: I, II, III",
         },
     ),
@@ -208,8 +208,8 @@ BAD_INPUTS: list[tuple[str, Callable[[], bytes], dict[tuple[Any, Any, Any], str]
     ),
     (
         "missing-required",
-        _with(_drop(1, "stage", "b_cells_naive")),
-        {(1, "P1", "stage"): "is required", (1, "P1", "b_cells_naive"): "is required"},
+        _with(_drop(1, "cancer_type", "b_cells_naive")),
+        {(1, "P1", "cancer_type"): "is required", (1, "P1", "b_cells_naive"): "is required"},
     ),
     (
         "unknown-extra-field",
@@ -524,3 +524,46 @@ def test_no_input_produces_a_500(
         assert isinstance(body["message"], str)
     elif route.startswith("/invocations"):
         assert all(all(math.isfinite(v) for v in p.values()) for p in body["predictions"])
+
+
+def test_stage_iv_gets_tropism_probabilities_and_a_dormancy_422_with_the_reason(
+    client: TestClient,
+) -> None:
+    patients = _patients()
+    patients[1]["stage"] = "IV"
+    tropism = client.post("/v1/predict/tropism", json={"patients": patients})
+    assert tropism.status_code == 200, tropism.text
+    assert len(tropism.json()["patients"][1]["probabilities"]) >= 1
+    dormancy = client.post("/v1/predict/dormancy", json={"patients": patients})
+    assert dormancy.status_code == 422, dormancy.text
+    [detail] = dormancy.json()["detail"]
+    assert (detail["patient"], detail["field"]) == (1, "stage")
+    assert detail["rule"].startswith("stage IV is metastatic at diagnosis")
+
+
+def test_an_unseen_cancer_type_gets_422_naming_the_model_types(
+    client: TestClient, predictors: dict[str, Predictor]
+) -> None:
+    patients = _patients()
+    patients[2]["cancer_type"] = "Glioblastoma"
+    for task in TASKS:
+        response = client.post(f"/v1/predict/{task}", json={"patients": patients})
+        assert response.status_code == 422, response.text
+        [detail] = response.json()["detail"]
+        assert (detail["patient"], detail["field"]) == (2, "cancer_type")
+        known = ", ".join(predictors[task].cancer_types)
+        assert detail["rule"].endswith(f"it knows: {known}")
+        assert "gastric" in known and "renal" in known  # the default cohort's new types
+
+
+def test_missing_stage_and_age_are_accepted_and_named_in_the_answer(client: TestClient) -> None:
+    patients = _patients()
+    patients[0]["stage"] = None
+    del patients[1]["age_years"]
+    patients[2]["cancer_type"] = "Stomach Adenocarcinoma"  # normalised to the label gastric
+    response = client.post("/v1/predict/dormancy", json={"patients": patients})
+    assert response.status_code == 200, response.text
+    answers = response.json()["patients"]
+    assert "stage" in answers[0]["missing_inputs"]
+    assert "age_years" in answers[1]["missing_inputs"]
+    assert "stage" not in answers[2]["missing_inputs"]

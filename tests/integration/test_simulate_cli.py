@@ -10,6 +10,7 @@ from typer.testing import CliRunner, Result
 
 from metapredict import schema
 from metapredict.cli import app
+from metapredict.simulator import CANCER_TYPES
 
 
 def simulate(*args: str) -> Result:
@@ -35,6 +36,9 @@ def test_simulate_writes_a_cohort_the_schema_accepts(cohort_path: Path) -> None:
     schema.validate(cohort, schema.SimulatedCohort, extra_columns_allowed=())
     assert cohort_path.name in result.output
     assert list(cohort_path.parent.iterdir()) == [cohort_path]  # no temporary file left behind
+    summary = one_line(result.output)
+    assert "stage IV" in summary
+    assert "of LM22 values exactly 0" in summary
 
 
 def test_a_long_output_path_is_printed_whole(tmp_path: Path) -> None:
@@ -79,9 +83,12 @@ def test_unknown_feature_in_config_exits_non_zero_and_writes_nothing(
 
 def test_config_override_is_applied(tmp_path: Path) -> None:
     config = tmp_path / "no_relapse.toml"
-    # Every cancer type almost never disseminates: nearly nobody relapses.
+    # Every cancer type almost never disseminates and nobody is metastatic at diagnosis: nearly
+    # nobody relapses.
     config.write_text(
-        "[relapse.dissemination_logit]\n" + "".join(f"{t} = -12.0\n" for t in schema.CANCER_TYPES),
+        "[relapse.dissemination_logit]\n"
+        + "".join(f"{t} = -12.0\n" for t in CANCER_TYPES)
+        + "".join(f"[clinical.stage_weights.{t}]\nIV = 0.0\n" for t in CANCER_TYPES),
         encoding="utf-8",
     )
     default_path, override_path = tmp_path / "default.parquet", tmp_path / "override.parquet"

@@ -142,7 +142,7 @@ def test_reloading_the_champion_reproduces_predictions_exactly(
     estimator = trained_store.outcomes[task].results["lightgbm"].estimator
     from metapredict.features import encode_frame
 
-    X = encode_frame(frame)
+    X = encode_frame(frame, predictor.cancer_types)
     expected = estimator.predict_proba(X) if task == "tropism" else estimator.predict_outputs(X)
     np.testing.assert_array_equal(predictor.predict(frame).to_numpy(), expected)
     assert predictor.info.version == trained_store.outcomes[task].registered.version
@@ -156,8 +156,9 @@ def test_mlflow_pyfunc_returns_the_same_probabilities(
 ) -> None:
     _client(trained_store)
     model = mlflow.pyfunc.load_model(f"models:/metapredict-{task}@champion")
-    frame = input_example(rows=2)
-    native = registry.load(task, "champion", trained_store.settings).predict(frame)
+    predictor = registry.load(task, "champion", trained_store.settings)
+    frame = input_example(predictor, rows=2)
+    native = predictor.predict(frame)
     via_pyfunc = model.predict(frame)
     assert list(via_pyfunc.columns) == list(native.columns)
     np.testing.assert_allclose(via_pyfunc.to_numpy(), native.to_numpy(), rtol=0, atol=1e-12)
@@ -182,12 +183,12 @@ def test_bad_cohort_is_refused_with_every_violation_and_nothing_registered(
 ) -> None:
     cohort = simulate_cohort(400, 5, default_config())
     cohort.loc[3, "age_years"] = 140.0
-    cohort.loc[7, "cancer_type"] = "glioma"
+    cohort.loc[7, "cancer_type"] = "Glioma (WHO grade IV)"  # not a label
     data = _write_cohort(tmp_path / "bad.parquet", cohort)
     result = CliRunner().invoke(app, ["train", "tropism", "--data", str(data)])
     assert result.exit_code == 1
     assert "age_years" in result.output and "must be at most 100" in result.output
-    assert "cancer_type" in result.output and "glioma" in result.output
+    assert "cancer_type" in result.output and "lowercase snake-case label" in result.output
     assert "nothing was trained or registered" in result.output
     client = MlflowClient(tracking_uri=tmp_store.tracking_uri, registry_uri=tmp_store.tracking_uri)
     assert client.search_registered_models() == []

@@ -142,3 +142,22 @@ def test_tropism_beats_chance_and_tracks_the_oracle(trained_store: TrainedStore)
     dormancy = trained_store.outcomes["dormancy"].results["lightgbm"]
     assert dormancy.test["harrell_c"] > 0.7
     assert dormancy.ratio_to_oracle["harrell_c"] > 0.95
+
+
+@pytest.mark.parametrize("task", ["tropism", "dormancy"])
+def test_a_model_trained_on_zero_rich_cohorts_does_not_warn_on_them(
+    trained_store: TrainedStore, probe_patients: pd.DataFrame, task: str
+) -> None:
+    """CIBERSORT output is zero-rich; a zero is never 'outside the range seen in training'."""
+    lm22 = list(schema.lm22_columns())
+    assert (probe_patients[lm22] == 0).to_numpy().mean() > 0.3  # the probe is zero-rich
+    predictor = _load(trained_store, task)
+    records = probe_patients.to_dict("records")
+    flagged = predictor.out_of_range(records)
+    on_zero = [
+        name for record, names in zip(records, flagged, strict=True) for name in names
+        if name in lm22 and record[name] == 0.0
+    ]  # fmt: skip
+    assert on_zero == []
+    warned = sum(any(name in lm22 for name in names) for names in flagged)
+    assert warned / len(records) < 0.05  # fresh patients of the same kind rarely warn at all

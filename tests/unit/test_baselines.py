@@ -16,6 +16,7 @@ from sksurv.util import Surv
 
 from metapredict import features, schema
 from metapredict.models.baselines import CoxBaseline, LogisticTropism
+from tests.support import types_of
 
 CAT = features.categorical_indices()
 EXTRAS = [features.feature_names().index(c) for c in schema.extra_columns()]
@@ -28,7 +29,7 @@ def rows(simulated_cohort: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def X(rows: pd.DataFrame) -> NDArray[np.float64]:
-    return features.encode_frame(rows)
+    return features.encode_frame(rows, types_of(rows))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -70,14 +71,17 @@ def test_survival_status(raw: str, expected: bool | None) -> None:
         ("Stage IV", "IV"),
         ("STAGE IVB", "IV"),
         ("2", "II"),
+        ("IIA", "II"),
+        ("stage iv", "IV"),
         ("[Not Available]", None),
+        ("Stage X", None),  # not assessable: missing
     ],
 )
 def test_ajcc_stage(raw: str, expected: str | None) -> None:
     assert values.parse_stage(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["Stage X", "Stage 0", "early"])
+@pytest.mark.parametrize("raw", ["Stage 0", "early"])
 def test_unparseable_stage_raises(raw: str) -> None:
     with pytest.raises(ValueError, match="AJCC"):
         values.parse_stage(raw)
@@ -95,27 +99,40 @@ def test_unparseable_stage_raises(raw: str) -> None:
         ("[Not Available]", "Melanoma", "melanoma"),
         ("Prostate Adenocarcinoma", "Prostate Cancer", "prostate"),
         ("Pancreatic Adenocarcinoma", "Pancreatic Cancer", "pancreatic"),
+        ("Stomach Adenocarcinoma", "Esophagogastric Cancer", "gastric"),
+        ("High-Grade Serous Ovarian Cancer", "Ovarian Cancer", "ovarian"),
+        ("Renal Clear Cell Carcinoma", "Renal Cell Carcinoma", "renal"),
+        ("Head and Neck Squamous Cell Carcinoma", "Head and Neck Cancer", "head_and_neck"),
+        # a specific subtype keeps its own label: never the broader type's
+        ("Lung Squamous Cell Carcinoma", "Non-Small Cell Lung Cancer", "lung_squamous"),
+        ("Uveal Melanoma", "Melanoma", "uveal_melanoma"),
+        # the table knows neither: the broad type as given, normalised
+        (
+            "Lung Adenosquamous Carcinoma",
+            "Non-Small Cell Lung Cancer",
+            "non_small_cell_lung_cancer",
+        ),
+        ("Glioblastoma", "Glioma", "glioma"),
+        ("NA", "Non-Small Cell Lung Cancer", "non_small_cell_lung_cancer"),
+        ("Glioblastoma", "NA", "glioblastoma"),
         ("NA", "NA", None),
     ],
 )
-def test_cancer_type_vocabulary(detailed: str, broad: str, expected: str | None) -> None:
+def test_cancer_type_labels(detailed: str, broad: str, expected: str | None) -> None:
     result = values.parse_cancer_type([detailed, broad])
     assert result == expected
-    assert result is None or result in schema.CANCER_TYPES
+    assert result is None or re.fullmatch(schema.CANCER_TYPE_PATTERN, result)
 
 
-@pytest.mark.parametrize(
-    ("detailed", "broad"),
-    [
-        ("Lung Squamous Cell Carcinoma", "Non-Small Cell Lung Cancer"),
-        ("NA", "Non-Small Cell Lung Cancer"),
-        ("Uveal Melanoma", "Melanoma"),
-        ("Glioblastoma", "Glioma"),
-    ],
-)
-def test_cancer_types_outside_the_schema_raise(detailed: str, broad: str) -> None:
+def test_a_user_override_decides_first() -> None:
+    assert values.parse_cancer_type(["Breast Cancer"], {"breast cancer": "Luminal A"}) == (
+        "luminal_a"
+    )
+
+
+def test_text_with_no_letter_or_digit_is_no_label() -> None:
     with pytest.raises(values.UnrecognisedCancerType):
-        values.parse_cancer_type([detailed, broad])
+        values.parse_cancer_type(["???"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,8 +193,8 @@ def test_relapse_pair_choice() -> None:
     assert choose_relapse_pair(None, ["DFS", "OS", "PFS"]) == "DFS"
     assert choose_relapse_pair("pfs", ["DFS", "OS", "PFS"]) == "PFS"
     assert choose_relapse_pair("RFS_MONTHS", ["RFS"]) == "RFS"
-    with pytest.raises(CohortInputError, match="choose one with --relapse-pair"):
-        choose_relapse_pair(None, ["OS"])
+    assert choose_relapse_pair(None, ["OS"]) is None  # death is not relapse: no relapse labels
+    assert choose_relapse_pair(None, []) is None
     with pytest.raises(CohortInputError, match="available: DFS"):
         choose_relapse_pair("DMFS", ["DFS"])
 
@@ -197,10 +214,28 @@ def test_load_merges_patient_and_sample_files(tmp_path: Path) -> None:
     assert data.patients.loc["P1", "stage"] == "Stage IIA"
 
 
-def test_files_without_any_site_column_are_refused(tmp_path: Path) -> None:
+def test_files_without_site_columns_carry_relapse_labels_only(tmp_path: Path) -> None:
     patients = write_cbioportal(tmp_path / "p.txt", [patient_row("P1")])
-    with pytest.raises(CohortInputError, match="no site columns"):
-        load_cbioportal(patients)
+    data = load_cbioportal(patients)
+    assert data.relapse_source == "DFS_MONTHS + DFS_STATUS"
+    assert data.sites_absent == schema.site_columns()
+
+
+def test_files_without_relapse_pair_carry_site_labels_only(tmp_path: Path) -> None:
+    row = {k: v for k, v in patient_row("P1", DMETS_DX_BONE="Yes").items() if "DFS" not in k}
+    data = load_cbioportal(write_cbioportal(tmp_path / "p.txt", [row]))
+    assert data.relapse_source is None
+    assert "site_bone" not in data.sites_absent
+
+
+def test_files_with_no_labels_for_either_task_are_refused(tmp_path: Path) -> None:
+    row = {
+        k: v
+        for k, v in patient_row("P1").items()
+        if "DFS" not in k and not k.startswith("DMETS_DX_")
+    }
+    with pytest.raises(CohortInputError, match="no labels for either task"):
+        load_cbioportal(write_cbioportal(tmp_path / "p.txt", [row]))
 
 
 def test_repeated_patient_ids_in_a_patient_file_are_refused(tmp_path: Path) -> None:

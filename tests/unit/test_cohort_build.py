@@ -119,7 +119,9 @@ def test_tcga_barcodes_match_on_sample_and_patient_prefixes(tmp_path: Path) -> N
     assert result.report.missing_site_flags_relapsed == {s: 1 for s in schema.site_columns()}
 
 
-def test_missing_and_not_available_values_drop_rows_with_reasons(tmp_path: Path) -> None:
+def test_missing_covariates_and_stage_iv_are_kept_and_missing_labels_drop(
+    tmp_path: Path,
+) -> None:
     patients = [
         patient_row("P1"),
         patient_row("P2", AGE="NA"),
@@ -128,6 +130,7 @@ def test_missing_and_not_available_values_drop_rows_with_reasons(tmp_path: Path)
         patient_row("P5", AJCC_PATHOLOGIC_TUMOR_STAGE="Stage IVA"),
         patient_row("P6", DFS_MONTHS="[Unknown]"),
         patient_row("P7", AGE="12"),
+        patient_row("P9", AJCC_PATHOLOGIC_TUMOR_STAGE="stage iv", DFS_STATUS="", DFS_MONTHS=""),
     ]
     samples = [sample_row(f"{r['PATIENT_ID']}-T", r["PATIENT_ID"]) for r in patients]
     samples.append(sample_row("P8-T", "P8", CANCER_TYPE="Glioma", CANCER_TYPE_DETAILED="NA"))
@@ -137,16 +140,23 @@ def test_missing_and_not_available_values_drop_rows_with_reasons(tmp_path: Path)
     result = assemble(read_immune_table(immune_table(tmp_path, ids)), load_cbioportal(p, s))
     reasons = {d.id: d.reason for d in result.report.dropped}
     assert reasons == {
-        "P2": "age missing",
-        "P3": "stage missing",
         "P4": "relapse status missing",
-        "P5": "stage IV (metastatic at diagnosis; schema covers stage I-III)",
         "P6": "follow-up months missing",
         "P7": "age outside 18-100 years",
-        "P8": "cancer type not in the schema vocabulary",
     }
-    assert result.frame["patient_id"].tolist() == ["P1"]
-    validate(result)
+    frame = validate(result).set_index("patient_id")
+    assert sorted(frame.index) == ["P1", "P2", "P3", "P5", "P8", "P9"]
+    assert np.isnan(frame.loc["P2", "age_years"])
+    assert pd.isna(frame.loc["P3", "stage"])
+    assert frame.loc["P5", "stage"] == "IV"
+    assert frame.loc["P8", "cancer_type"] == "glioma"  # any cancer type, as a label
+    # stage IV without relapse data: metastatic at diagnosis
+    assert frame.loc["P9", "distant_relapse"] and frame.loc["P9", "distant_relapse_months"] == 0
+    assert result.report.stage_counts == {"II": 3, "IV": 2, "unknown": 1}
+    assert result.report.missing_age == 1
+    assert result.report.tasks["dormancy"].startswith("yes: 4 patient(s)")
+    assert "2 stage IV patient(s) will be left out" in result.report.tasks["dormancy"]
+    assert result.report.tasks["tropism"].startswith("yes: 6 metastatic patient(s)")
 
 
 def test_unknown_site_flag_for_a_relapsed_patient_counts_as_not_involved(tmp_path: Path) -> None:
@@ -184,13 +194,14 @@ def test_site_flag_for_a_censored_patient_drops_the_row(tmp_path: Path) -> None:
     )
 
 
-def test_site_absent_from_the_files_is_not_involved_and_reported(tmp_path: Path) -> None:
+def test_site_absent_from_the_files_is_left_out_and_reported(tmp_path: Path) -> None:
     row = sample_row("P1-T", "P1")
     del row["DMETS_DX_PLEURA"]
     p, s = cbio(tmp_path, [patient_row("P1")], [row])
     result = assemble(read_immune_table(immune_table(tmp_path, ["P1-T"])), load_cbioportal(p, s))
     assert result.report.sites_absent == ["site_pleura"]
-    assert result.frame["site_pleura"].tolist() == [False]
+    assert "site_pleura" not in result.frame.columns  # unknown, not "not involved"
+    assert "site_pleura" not in result.report.site_counts
 
 
 def test_p_value_filter_drops_poor_fits(tmp_path: Path) -> None:
@@ -226,8 +237,10 @@ def test_default_cancer_type_fills_rows_without_one(tmp_path: Path) -> None:
     assert [d.reason for d in missing.report.dropped] == ["cancer type missing"]
     filled = assemble(immune, load_cbioportal(p, s), default_cancer_type="melanoma")
     assert filled.frame["cancer_type"].tolist() == ["melanoma"]
-    with pytest.raises(CohortInputError, match="must be one of"):
-        assemble(immune, load_cbioportal(p, s), default_cancer_type="glioma")
+    other = assemble(immune, load_cbioportal(p, s), default_cancer_type="Head and Neck Cancer")
+    assert other.frame["cancer_type"].tolist() == ["head_and_neck"]
+    with pytest.raises(CohortInputError, match="--cancer-type: not a cancer type label"):
+        assemble(immune, load_cbioportal(p, s), default_cancer_type="???")
 
 
 def test_invalid_fractions_fail_validation_listing_every_violation(tmp_path: Path) -> None:
@@ -313,20 +326,22 @@ def test_generic_table_through_a_mapping(tmp_path: Path) -> None:
     frame, report = build_cohort(
         read_immune_table(immune_table(tmp_path, ["A", "B", "C"])), clinical
     )
-    assert frame["patient_id"].tolist() == ["A", "B"]
-    assert frame["cancer_type"].tolist() == ["breast", "colorectal"]
+    assert frame["patient_id"].tolist() == ["A", "B", "C"]
+    assert frame["cancer_type"].tolist() == ["breast", "colorectal", "breast"]
+    assert frame["stage"].tolist()[:2] == ["II", "III"] and pd.isna(frame["stage"].iloc[2])
     assert frame["distant_relapse_months"].iloc[0] == pytest.approx(32.88, abs=0.01)
     assert frame["platelet_count"].iloc[0] == 310.0 and np.isnan(frame["platelet_count"].iloc[1])
-    assert frame["site_lung"].tolist() == [False, False]  # not mapped -> not involved
+    assert "site_lung" not in frame.columns  # not mapped: left out
     assert "site_lung" in report.sites_absent
-    assert [(d.id, d.reason) for d in report.dropped] == [("C", "stage missing")]
+    assert report.dropped == []
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
         (('bone = "met_bone"', 'femur = "met_bone"'), "unknown site"),
-        (('"BRCA" = "breast"', '"BRCA" = "mammary"'), "cancer_type values"),
+        (('"BRCA" = "breast"', '"BRCA" = "?"'), "not a cancer type label"),
+        (('relapse_status = "dmfs_event"', ""), "come together"),
         (('patient_id = "pid"', ""), "columns.patient_id"),
         (("[values]", "[valeus]"), "valeus"),
     ],
@@ -345,6 +360,39 @@ def test_mapping_naming_a_missing_column_is_a_clear_error(tmp_path: Path) -> Non
     pd.DataFrame({"pid": ["A"], "tumour": ["BRCA"]}).to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(CohortInputError, match="missing: 'age', 'ajcc'"):
         apply_mapping(tmp_path / "c.csv", load_mapping(tmp_path / "map.toml"))
+
+
+def test_a_mapping_of_four_keys_builds_a_relapse_only_cohort(tmp_path: Path) -> None:
+    """Patient id, cancer type, relapse months and event: enough for the dormancy task."""
+    (tmp_path / "map.toml").write_text(
+        "[columns]\n"
+        'patient_id = "id"\n'
+        'cancer_type = "type"\n'
+        'relapse_months = "rfs_months"\n'
+        'relapse_status = "rfs_event"\n'
+    )
+    pd.DataFrame(
+        {
+            "id": ["A", "B"],
+            "type": ["Breast Cancer", "Breast Cancer"],
+            "rfs_months": ["12", "80"],
+            "rfs_event": ["1", "0"],
+        }
+    ).to_csv(tmp_path / "clinical.csv", index=False)
+    clinical = apply_mapping(tmp_path / "clinical.csv", load_mapping(tmp_path / "map.toml"))
+    frame, report = build_cohort(read_immune_table(immune_table(tmp_path, ["A", "B"])), clinical)
+    assert frame["cancer_type"].tolist() == ["breast", "breast"]
+    assert not any(c.startswith("site_") for c in frame.columns)
+    assert frame["stage"].isna().all() and frame["age_years"].isna().all()
+    assert report.tasks["tropism"].startswith("no:")
+    assert report.tasks["dormancy"].startswith("yes: 2 patient(s)")
+
+
+def test_a_mapping_without_labels_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "map.toml"
+    path.write_text('[columns]\npatient_id = "id"\ncancer_type = "type"\n')
+    with pytest.raises(CohortInputError, match="no labels for either task"):
+        load_mapping(path)
 
 
 def test_profile_keyed_by_patient_reads_sample_level_flags(tmp_path: Path) -> None:

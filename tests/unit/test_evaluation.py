@@ -10,12 +10,14 @@ import pytest
 
 from metapredict import features, schema
 from metapredict.evaluation import (
-    ORACLE_METRICS,
     FamilyResult,
+    MissingLabels,
     TaskData,
     add_oracle_ratios,
     cross_validate,
     evaluate_oracle,
+    metastatic_at_diagnosis,
+    oracle_metrics,
     prepare,
 )
 from metapredict.models.baselines import CoxBaseline, LogisticTropism
@@ -45,14 +47,19 @@ def test_tropism_trains_on_relapsed_patients_only(
     expected = relapsed[list(schema.site_columns())].to_numpy(dtype=bool)
     np.testing.assert_array_equal(tropism_data.y, expected)
     assert tropism_data.y.shape == (len(relapsed), len(schema.sites()))
-    np.testing.assert_array_equal(tropism_data.X, features.encode_frame(relapsed))
+    np.testing.assert_array_equal(
+        tropism_data.X, features.encode_frame(relapsed, tropism_data.cancer_types)
+    )
+    assert tropism_data.cancer_types == tuple(sorted(relapsed["cancer_type"].unique()))
+    assert tropism_data.sites == schema.sites()
 
 
-def test_dormancy_trains_on_everyone_with_censoring(
+def test_dormancy_trains_on_everyone_resected_with_censoring(
     simulated_cohort: pd.DataFrame, dormancy_data: TaskData
 ) -> None:
     cohort = simulated_cohort.head(1200)
-    assert len(dormancy_data.frame) == 1200
+    cohort = cohort[~metastatic_at_diagnosis(cohort)]
+    assert len(dormancy_data.frame) == len(cohort) < 1200
     y = dormancy_data.y
     np.testing.assert_array_equal(y[y.dtype.names[0]], cohort[EVENT].to_numpy(bool))
     np.testing.assert_array_equal(y[y.dtype.names[1]], cohort[MONTHS].to_numpy(float))
@@ -96,13 +103,18 @@ def test_rare_strata_are_merged_so_the_split_still_works(simulated_cohort: pd.Da
     cohort["cancer_type"] = "breast"
     cohort.iloc[:2, cohort.columns.get_loc("cancer_type")] = "melanoma"  # 2 patients: too few
     data = prepare("tropism", cohort, test_size=0.25, seed=0)
-    assert set(data.strata) == {"breast", "other"}
+    # a pool of 2 is still too few for its own stratum: it joins the largest
+    assert set(data.strata) == {"breast"}
+    cohort.iloc[2:4, cohort.columns.get_loc("cancer_type")] = ["gastric", "renal"]
+    data = prepare("tropism", cohort, test_size=0.25, seed=0)
+    assert set(data.strata) == {"breast", "other"}  # 4 rare patients pooled
 
 
 def test_too_few_patients_are_refused_with_the_count(simulated_cohort: pd.DataFrame) -> None:
+    simulated_cohort = simulated_cohort[~metastatic_at_diagnosis(simulated_cohort)]
     relapsed = simulated_cohort[simulated_cohort[EVENT]].head(40)
     cohort = pd.concat([relapsed, simulated_cohort[~simulated_cohort[EVENT]].head(100)])
-    with pytest.raises(ValueError, match=r"at least 50 patients with a distant relapse.*has 40"):
+    with pytest.raises(MissingLabels, match=r"at least 50 metastatic patients.*has 40"):
         prepare("tropism", cohort, test_size=0.2, seed=0)
     with pytest.raises(ValueError, match=r"dormancy task needs at least 50 patients; .* has 49"):
         prepare("dormancy", cohort.head(49), test_size=0.2, seed=0)
@@ -167,7 +179,7 @@ def test_oracle_is_scored_only_when_its_columns_exist(
     assert tropism_data.has_oracle
     oracle = evaluate_oracle(tropism_data)
     assert oracle is not None and oracle.family == "oracle"
-    assert set(ORACLE_METRICS["tropism"]) <= set(oracle.test)
+    assert set(oracle_metrics("tropism", schema.sites())) <= set(oracle.test)
 
     real = simulated_cohort.drop(columns=list(schema.oracle_columns()))
     real_data = prepare("tropism", real, test_size=0.25, seed=3)
@@ -206,3 +218,53 @@ def test_all_metrics_prefixes_and_drops_missing_values() -> None:
         "test_macro_auroc_breast": 0.74,
         "test_macro_auroc_ratio_to_oracle": 0.9,
     }
+
+
+def test_each_task_needs_only_its_own_labels(simulated_cohort: pd.DataFrame) -> None:
+    cohort = simulated_cohort.head(1500)
+    relapse_only = cohort.drop(columns=list(schema.site_columns()))
+    sites_only = cohort.drop(columns=list(schema.survival_columns()))
+    assert len(prepare("dormancy", relapse_only, test_size=0.2, seed=0).frame) > 0
+    with pytest.raises(MissingLabels, match=r"^this cohort cannot train tropism: no site column"):
+        prepare("tropism", relapse_only, test_size=0.2, seed=0)
+    with pytest.raises(MissingLabels, match=r"cannot train dormancy: no relapse pair"):
+        prepare("dormancy", sites_only, test_size=0.2, seed=0)
+    # without a relapse column, the metastatic patients are those with a site flagged
+    data = prepare("tropism", sites_only, test_size=0.2, seed=0)
+    flagged = sites_only[list(schema.site_columns())].any(axis=1)
+    assert len(data.frame) == int(flagged.sum())
+
+
+def test_tropism_trains_the_sites_present_with_enough_patients(
+    simulated_cohort: pd.DataFrame,
+) -> None:
+    cohort = simulated_cohort.head(2000).drop(columns=["site_pleura", "site_adrenal_gland"])
+    relapsed = cohort[cohort[EVENT]]
+    rare = relapsed.index[relapsed["site_brain"]][3:]
+    cohort.loc[rare, "site_brain"] = False  # 3 patients with brain involvement: too few
+    data = prepare("tropism", cohort, test_size=0.2, seed=0)
+    assert "brain" not in data.sites and "pleura" not in data.sites
+    assert data.sites == tuple(
+        s for s in schema.sites() if s not in {"brain", "pleura", "adrenal_gland"}
+    )
+    assert data.y.shape[1] == len(data.sites)
+    assert any(n.startswith("site brain not trained: 3 of") for n in data.notes)
+
+
+def test_dormancy_leaves_out_stage_iv_and_keeps_missing_stage(
+    simulated_cohort: pd.DataFrame,
+) -> None:
+    cohort = simulated_cohort.head(600).copy()
+    cohort["stage"] = cohort["stage"].astype(object)
+    cohort.loc[cohort.index[:30], "stage"] = "IV"
+    cohort.loc[cohort.index[30:50], "stage"] = None
+    data = prepare("dormancy", cohort, test_size=0.2, seed=0)
+    assert not data.frame["stage"].eq("IV").any()
+    assert (data.frame[MONTHS] > 0).all()
+    assert data.frame["stage"].isna().sum() >= 20
+    at_zero = cohort[EVENT] & (cohort[MONTHS] <= 0)
+    n_out = int((at_zero | cohort["stage"].eq("IV")).sum())
+    assert n_out >= 30
+    assert data.notes[0].startswith(f"{n_out} patient(s) metastatic at diagnosis left out")
+    assert data.categories["stage"] == ("I", "II", "III")
+    assert prepare("tropism", cohort, test_size=0.2, seed=0).categories["stage"] == schema.STAGES

@@ -13,6 +13,17 @@ from metapredict import features, schema
 
 LM22 = list(schema.lm22_columns())
 N_LM22 = len(LM22)
+#: The model's own cancer types (their order fixes the codes).
+TYPES = (
+    "breast",
+    "colorectal",
+    "gastric",
+    "lung_adenocarcinoma",
+    "melanoma",
+    "pancreatic",
+    "prostate",
+    "renal",
+)
 
 
 def _column(name: str) -> int:
@@ -37,8 +48,8 @@ def test_records_and_frame_give_the_identical_matrix_on_simulated_rows(
 ) -> None:
     assert simulated_rows[list(schema.extra_columns())].isna().any().all(), "need NaN extras"
     records = simulated_rows.to_dict("records")
-    from_frame = features.encode_frame(simulated_rows)
-    from_records = features.encode_records(records)
+    from_frame = features.encode_frame(simulated_rows, TYPES)
+    from_records = features.encode_records(records, TYPES)
     assert from_frame.shape == (200, len(features.feature_names()))
     np.testing.assert_array_equal(from_records, from_frame)  # NaN in the same places
 
@@ -47,16 +58,16 @@ def test_none_and_absent_extras_encode_like_nan(simulated_rows: pd.DataFrame) ->
     extras = list(schema.extra_columns())
     rows = simulated_rows.head(5)
     without = rows.drop(columns=extras)
-    expected = features.encode_frame(rows.assign(**{c: np.nan for c in extras}))
+    expected = features.encode_frame(rows.assign(**{c: np.nan for c in extras}), TYPES)
     as_none: list[dict[str, Any]] = [
         {**r, **dict.fromkeys(extras)} for r in rows.to_dict("records")
     ]
     absent = without.to_dict("records")
 
-    np.testing.assert_array_equal(features.encode_frame(without), expected)
-    np.testing.assert_array_equal(features.encode_records(as_none), expected)
-    np.testing.assert_array_equal(features.encode_records(absent), expected)
-    np.testing.assert_array_equal(features.encode_frame(pd.DataFrame(as_none)), expected)
+    np.testing.assert_array_equal(features.encode_frame(without, TYPES), expected)
+    np.testing.assert_array_equal(features.encode_records(as_none, TYPES), expected)
+    np.testing.assert_array_equal(features.encode_records(absent, TYPES), expected)
+    np.testing.assert_array_equal(features.encode_frame(pd.DataFrame(as_none), TYPES), expected)
     assert np.isnan(expected[:, [_column(c) for c in extras]]).all()
 
 
@@ -85,7 +96,7 @@ def test_clr_rows_is_bit_for_bit_the_textbook_formula() -> None:
 
 
 def test_lm22_block_is_the_clr_of_the_fractions(simulated_rows: pd.DataFrame) -> None:
-    X = features.encode_frame(simulated_rows)
+    X = features.encode_frame(simulated_rows, TYPES)
     np.testing.assert_allclose(X[:, :N_LM22].sum(axis=1), 0.0, atol=1e-9)
     expected = features.clr_rows(simulated_rows[LM22].to_numpy(dtype=float))
     np.testing.assert_array_equal(X[:, :N_LM22], expected)
@@ -93,19 +104,31 @@ def test_lm22_block_is_the_clr_of_the_fractions(simulated_rows: pd.DataFrame) ->
     np.testing.assert_array_equal(X[:, age], simulated_rows["age_years"].to_numpy(dtype=float))
 
 
-def test_categorical_codes_follow_the_schema_vocabulary_order(make_valid_frame: Any) -> None:
-    frame = make_valid_frame(n=len(schema.CANCER_TYPES))
-    frame["cancer_type"] = list(schema.CANCER_TYPES)
+def test_codes_follow_the_model_types_and_the_schema_stage_order(make_valid_frame: Any) -> None:
+    frame = make_valid_frame(n=len(TYPES))
+    frame["cancer_type"] = list(TYPES)
     frame["stage"] = [schema.STAGES[i % len(schema.STAGES)] for i in range(len(frame))]
-    for X in (features.encode_frame(frame), features.encode_records(frame.to_dict("records"))):
-        np.testing.assert_array_equal(X[:, _column("cancer_type")], np.arange(6.0))
-        np.testing.assert_array_equal(X[:, _column("stage")], [0.0, 1.0, 2.0, 0.0, 1.0, 2.0])
+    frame.loc[7, "stage"] = None
+    for X in (
+        features.encode_frame(frame, TYPES),
+        features.encode_records(frame.to_dict("records"), TYPES),
+    ):
+        np.testing.assert_array_equal(X[:, _column("cancer_type")], np.arange(8.0))
+        np.testing.assert_array_equal(
+            X[:, _column("stage")], [0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, np.nan]
+        )
+    # another model's own list gives other codes for the same labels
+    X = features.encode_frame(frame, ("renal", "breast"))
+    np.testing.assert_array_equal(X[[0, 7], _column("cancer_type")], [1.0, 0.0])
 
 
 def test_an_unknown_category_encodes_as_nan(make_valid_frame: Any) -> None:
     frame = make_valid_frame(n=2)
     frame["cancer_type"] = ["glioma", "breast"]
-    for X in (features.encode_frame(frame), features.encode_records(frame.to_dict("records"))):
+    for X in (
+        features.encode_frame(frame, TYPES),
+        features.encode_records(frame.to_dict("records"), TYPES),
+    ):
         codes = X[:, _column("cancer_type")]
         assert math.isnan(codes[0])
         assert codes[1] == 0.0
@@ -117,14 +140,27 @@ def test_encoder_ranges_are_raw_training_values_without_categoricals(
     frame = simulated_rows.drop(columns=["leukocyte_fraction"]).assign(mdsc_score=np.nan)
     encoder = features.FeatureEncoder().fit(frame)
     ranges = encoder.feature_ranges_
-    assert ranges["t_cells_cd8"] == (frame["t_cells_cd8"].min(), frame["t_cells_cd8"].max())
-    assert 0.0 <= ranges["t_cells_cd8"][0] <= ranges["t_cells_cd8"][1] <= 1.0  # fractions, not CLR
+    # an LM22 range starts at 0: CIBERSORT reports exact zeros, never unusual
+    assert ranges["t_cells_cd8"] == (0.0, frame["t_cells_cd8"].max())
+    assert ranges["t_cells_cd8"][1] <= 1.0  # fractions, not CLR
     assert ranges["platelet_count"] == (
         frame["platelet_count"].min(),
         frame["platelet_count"].max(),
     )  # NaN ignored
     assert "cancer_type" not in ranges and "stage" not in ranges
     assert "mdsc_score" not in ranges  # all missing
+    seen = tuple(sorted(frame["cancer_type"].unique()))
+    assert encoder.categories_["cancer_type"] == seen
     assert "leukocyte_fraction" not in ranges  # absent
-    np.testing.assert_array_equal(encoder.transform(frame), features.encode_frame(frame))
+    np.testing.assert_array_equal(encoder.transform(frame), features.encode_frame(frame, seen))
     assert list(encoder.get_feature_names_out()) == list(features.feature_names())
+
+
+def test_an_lm22_range_starts_at_zero_even_when_training_saw_no_zero(
+    make_valid_frame: Any,
+) -> None:
+    """A model trained without zeros (an old, smooth cohort) still takes a 0 as in range."""
+    frame = make_valid_frame(n=4)  # every fraction 1/22, no zeros
+    encoder = features.FeatureEncoder().fit(frame)
+    assert encoder.feature_ranges_["t_cells_cd8"] == (0.0, 1 / N_LM22)
+    assert encoder.feature_ranges_["age_years"][0] > 0  # other features keep their minimum

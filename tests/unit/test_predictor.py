@@ -13,6 +13,7 @@ from metapredict import features, schema
 from metapredict.models.dormancy import OUTPUT_NAMES, DiscreteTimeHazard
 from metapredict.models.tropism import TropismClassifier
 from metapredict.predictor import Predictor
+from tests.support import types_of
 
 CAT = features.categorical_indices()
 MONTHS, EVENT = schema.survival_columns()
@@ -36,9 +37,18 @@ def tropism(training_rows: pd.DataFrame) -> Predictor:
     model = TropismClassifier(
         n_estimators=10, calibration="sigmoid", calibration_folds=2, categorical_features=CAT
     )
-    model.fit(features.encode_frame(relapsed), relapsed[list(schema.site_columns())].to_numpy())
+    types = types_of(relapsed)
+    model.fit(
+        features.encode_frame(relapsed, types), relapsed[list(schema.site_columns())].to_numpy()
+    )
     ranges = features.FeatureEncoder().fit(relapsed).feature_ranges_
-    return Predictor(task="tropism", estimator=model, feature_ranges=ranges)
+    return Predictor(
+        task="tropism",
+        estimator=model,
+        feature_ranges=ranges,
+        categories={"cancer_type": types, "stage": schema.STAGES},
+        sites=schema.sites(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +57,15 @@ def dormancy(training_rows: pd.DataFrame) -> Predictor:
         event=training_rows[EVENT].to_numpy(bool), time=training_rows[MONTHS].to_numpy(float)
     )
     model = DiscreteTimeHazard(n_estimators=10, min_child_samples=20, categorical_features=CAT)
-    model.fit(features.encode_frame(training_rows), y)
+    types = types_of(training_rows)
+    model.fit(features.encode_frame(training_rows, types), y)
     ranges = features.FeatureEncoder().fit(training_rows).feature_ranges_
     return Predictor(
-        task="dormancy", estimator=model, feature_ranges=ranges, risk_cutoffs=(0.2, 0.5)
+        task="dormancy",
+        estimator=model,
+        feature_ranges=ranges,
+        risk_cutoffs=(0.2, 0.5),
+        categories={"cancer_type": types, "stage": schema.STAGES[:3]},
     )
 
 
@@ -58,7 +73,7 @@ def test_tropism_predictions_are_named_by_site(tropism: Predictor, probe: pd.Dat
     out = tropism.predict(probe)
     assert list(out.columns) == list(schema.sites())
     assert list(out.index) == list(probe.index)
-    expected = tropism.estimator.predict_proba(features.encode_frame(probe))
+    expected = tropism.estimator.predict_proba(features.encode_frame(probe, tropism.cancer_types))
     np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-12)
 
 
@@ -68,7 +83,9 @@ def test_dormancy_predictions_are_named_by_output(dormancy: Predictor, probe: pd
     assert list(out.columns) == ["risk_36", "risk_60", "risk_120", "late_relapse"]
     assert list(out.index) == list(probe.index)
     assert isinstance(dormancy.estimator, DiscreteTimeHazard)
-    expected = dormancy.estimator.predict_outputs(features.encode_frame(probe))
+    expected = dormancy.estimator.predict_outputs(
+        features.encode_frame(probe, dormancy.cancer_types)
+    )
     np.testing.assert_array_equal(out.to_numpy(), expected)
 
 
@@ -78,7 +95,7 @@ def test_request_path_matches_the_frame_path_exactly(
 ) -> None:
     predictor = tropism if task == "tropism" else dormancy
     records = probe.to_dict("records")
-    from_records = predictor.predict_matrix(features.encode_records(records))
+    from_records = predictor.predict_matrix(predictor.encode_records(records))
     np.testing.assert_array_equal(from_records, predictor.predict(probe).to_numpy())
 
 
@@ -147,3 +164,30 @@ def test_training_patients_are_in_range_and_an_outlier_is_not(
     assert not any(tropism.out_of_range(records))
     outlier = {**records[0], "platelet_count": tropism.feature_ranges["platelet_count"][1] + 1}
     assert tropism.out_of_range([outlier]) == [["platelet_count"]]
+
+
+def test_a_model_saved_before_schema_2_loads_with_what_it_was_trained_on(
+    tropism: Predictor,
+) -> None:
+    """Schema 1.x predictors recorded no categories or sites: unpickling fills them in."""
+    import pickle
+
+    old = Predictor.__new__(Predictor)
+    state = {k: v for k, v in tropism.__dict__.items() if k not in {"categories", "sites"}}
+    state["schema_version"] = "1.1.0"
+    state["feature_ranges"] = {"t_cells_cd8": (0.004, 0.3), "platelet_count": (100.0, 400.0)}
+    old.__dict__.update(state)
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.cancer_types == (
+        "breast",
+        "colorectal",
+        "lung_adenocarcinoma",
+        "melanoma",
+        "prostate",
+        "pancreatic",
+    )
+    assert loaded.categories["stage"] == ("I", "II", "III")
+    assert loaded.output_names == schema.sites()
+    # a zero fraction is inside the range, as for new models
+    assert loaded.feature_ranges["t_cells_cd8"] == (0.0, 0.3)
+    assert loaded.out_of_range([{"t_cells_cd8": 0.0, "platelet_count": 250.0}]) == [[]]

@@ -19,16 +19,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metapredict import schema
-from serving.request_model import ID_FIELD, example_patient, patient_model
+from metapredict.cancer_types import normalise_cancer_type
+from serving.request_model import ID_FIELD, Vocabulary, example_patient, patient_model
 from serving.validation import FieldError, RequestRejected, validate_patients
 from tests.conftest import valid_frame
 
 FEATURES = schema.columns(schema.Features)
 BY_NAME = {c.name: c for c in FEATURES}
-NUMERIC = tuple(c.name for c in FEATURES if c.allowed is None)
-CATEGORICAL = tuple(c.name for c in FEATURES if c.allowed is not None)
+NUMERIC = tuple(c.name for c in FEATURES if not c.categorical)
 NULLABLE = tuple(c.name for c in FEATURES if c.nullable)
 LM22 = schema.lm22_columns()
+#: Labels a valid patient may carry (the open vocabulary takes any label).
+LABELS = ("breast", "gastric", "head_and_neck", "renal")
+#: Cancer-type cells no label can be made of, or that break the label rule.
+BAD_LABELS = ("", "?!", "   ", "__")
 
 
 # --- the generated model has the schema's fields --------------------------------------------
@@ -51,10 +55,11 @@ def test_model_fields_are_the_schema_features_plus_id() -> None:
 def test_field_has_the_schema_bounds_vocabulary_and_nullability(info: schema.ColumnInfo) -> None:
     field = patient_model().model_fields[info.name]
     assert field.is_required() == (info.required and not info.nullable)
-    if info.allowed is not None:
-        assert typing.get_origin(field.annotation) is typing.Literal
-        assert typing.get_args(field.annotation) == info.allowed
-        assert _bounds(field) == (None, None)
+    if info.name == "stage":
+        literal, none = typing.get_args(field.annotation)
+        assert typing.get_args(literal) == schema.STAGES and none is type(None)
+    elif info.name == "cancer_type":
+        assert field.metadata[0].pattern == schema.CANCER_TYPE_PATTERN
     else:
         assert _bounds(field) == (info.minimum, info.maximum)
         assert info.minimum is not None and info.maximum is not None
@@ -103,11 +108,20 @@ def _schema_fields(rows: list[dict[str, Any]]) -> set[str | None] | None:
     for name in NUMERIC:  # a float frame, as a user holds it (an all-None column is object)
         if name in frame.columns:
             frame[name] = frame[name].astype(float)
+    if "cancer_type" in frame.columns:  # labels normalised, as the cohort builder does
+        frame["cancer_type"] = [_label(v) for v in frame["cancer_type"]]
     try:
         schema.validate(frame, schema.Features, extra_columns_allowed=(ID_FIELD,))
     except schema.CohortValidationError as err:
         return {v.column for v in err.violations}
     return None
+
+
+def _label(value: Any) -> Any:
+    try:
+        return normalise_cancer_type(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
 
 
 def _named(fields: Sequence[str | None] | set[str | None]) -> set[str]:
@@ -143,10 +157,10 @@ def valid_row(draw: st.DrawFn, index: int) -> dict[str, Any]:
             row[name] = draw(st.floats(info.minimum, info.maximum))
         elif choice == "none":
             row[name] = None
-    for name in CATEGORICAL:
-        row[name] = draw(st.sampled_from(BY_NAME[name].allowed or ()))
+    row["cancer_type"] = draw(st.sampled_from(LABELS))
+    row["stage"] = draw(st.sampled_from((*schema.STAGES, None)))
     age = BY_NAME["age_years"]
-    row["age_years"] = draw(st.floats(age.minimum, age.maximum))
+    row["age_years"] = draw(st.one_of(st.none(), st.floats(age.minimum, age.maximum)))
     return row
 
 
@@ -188,9 +202,10 @@ def perturbation(draw: st.DrawFn) -> tuple[str, Any, Any]:
             value = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
         return kind, name, value
     if kind == "wrong_category":
-        name = draw(st.sampled_from(CATEGORICAL))
-        allowed = BY_NAME[name].allowed or ()
-        value = draw(st.one_of(st.none(), st.text(max_size=12).filter(lambda s: s not in allowed)))
+        name = draw(st.sampled_from(schema.categorical_columns()))
+        if name == "cancer_type":
+            return kind, name, draw(st.one_of(st.none(), st.sampled_from(BAD_LABELS)))
+        value = draw(st.text(max_size=12).filter(lambda s: s not in schema.STAGES))
         return kind, name, value
     if kind == "missing":
         return kind, draw(st.sampled_from(schema.feature_columns())), None
@@ -259,9 +274,13 @@ def test_pydantic_and_pandera_give_the_same_verdict(rows: list[dict[str, Any]]) 
 def _bad_cases() -> list[Any]:
     cases = []
     for info in FEATURES:
-        if info.allowed is not None:
-            value, words = "not-a-" + info.name, "must be one of: " + ", ".join(info.allowed)
+        if info.name == "stage":
+            value, words = "V", "must be one of: I, II, III, IV (or null when unknown)"
             cases.append(pytest.param(info.name, value, words, id=f"{info.name}-unknown"))
+            continue
+        if info.name == "cancer_type":
+            value, words = "?!", "must be a lowercase snake-case label"
+            cases.append(pytest.param(info.name, value, words, id=f"{info.name}-no-label"))
             continue
         assert info.minimum is not None and info.maximum is not None
         for value, words, side in (
@@ -291,11 +310,11 @@ def test_both_paths_name_the_same_rule(field: str, value: Any, words: str) -> No
 
 def test_missing_and_unknown_fields_are_named_on_both_paths() -> None:
     rows = _valid_rows(3)
-    del rows[0]["age_years"]
+    del rows[0]["cancer_type"]
     rows[1]["tumour_grade"] = 2.0
     rows[2]["tumour_grade"] = 3.0
     for row in rows:
-        del row["stage"]  # missing for every patient: a missing column on the pandera path
+        del row["neutrophils"]  # missing for every patient: a missing column on the pandera path
     found = []
     for validate in (_pydantic, _pandera_path):
         with pytest.raises(RequestRejected) as err:
@@ -304,8 +323,8 @@ def test_missing_and_unknown_fields_are_named_on_both_paths() -> None:
     assert found[0] == found[1]
     assert found[0] == sorted(
         [
-            (0, "P0", "age_years", "is required"),
-            *((i, f"P{i}", "stage", "is required") for i in range(3)),
+            (0, "P0", "cancer_type", "is required"),
+            *((i, f"P{i}", "neutrophils", "is required") for i in range(3)),
             (1, "P1", "tumour_grade", "is not a field the schema knows"),
             (2, "P2", "tumour_grade", "is not a field the schema knows"),
         ]
@@ -332,3 +351,70 @@ def test_numbers_sent_as_strings_are_normalised_on_both_paths() -> None:
     assert small[0]["age_years"] == 61.0 and isinstance(small[0]["age_years"], float)
     assert batch[1]["platelet_count"] == 300.5
     assert batch[1]["mdsc_score"] is None
+
+
+# --- the loaded model's own vocabulary ----------------------------------------------------------
+
+GASTRIC_RENAL = Vocabulary(cancer_types=("gastric", "renal"), stages=("I", "II", "III"))
+
+
+def _both(rows: list[dict[str, Any]], vocab: Vocabulary) -> list[list[tuple[Any, ...]]]:
+    found = []
+    for batch_rows in (10**6, 1):
+        with pytest.raises(RequestRejected) as err:
+            validate_patients(
+                [dict(r) for r in rows],
+                max_patients=10**6,
+                pandera_batch_rows=batch_rows,
+                vocab=vocab,
+            )
+        assert err.value.status == 422
+        found.append(sorted((e.patient, e.field, e.rule) for e in err.value.errors))
+    return found
+
+
+def test_a_cancer_type_the_model_never_saw_is_refused_naming_the_known_ones() -> None:
+    rows = _valid_rows(2)
+    rows[0]["cancer_type"], rows[1]["cancer_type"] = "gastric", "ovarian"
+    small, batch = _both(rows, GASTRIC_RENAL)
+    assert small == batch
+    assert small == [
+        (
+            1,
+            "cancer_type",
+            "is not a cancer type this model was trained on; it knows: gastric, renal",
+        )
+    ]
+
+
+def test_stage_iv_is_refused_by_a_model_for_non_metastatic_primaries() -> None:
+    rows = _valid_rows(2)
+    for row in rows:
+        row["cancer_type"] = "renal"
+    rows[1]["stage"] = "IV"
+    small, batch = _both(rows, GASTRIC_RENAL)
+    assert small == batch
+    ((patient, field, rule),) = small
+    assert (patient, field) == (1, "stage")
+    assert rule.startswith("stage IV is metastatic at diagnosis")
+
+
+def test_labels_are_normalised_and_missing_clinical_inputs_accepted_on_both_paths() -> None:
+    rows = _valid_rows(3)
+    rows[0]["cancer_type"] = "Stomach Adenocarcinoma"
+    rows[1]["cancer_type"] = "  Renal  "
+    rows[2]["cancer_type"] = "STAD"
+    rows[0]["stage"] = None
+    del rows[1]["stage"]
+    rows[2]["age_years"] = None
+    del rows[1]["age_years"]
+    results = [
+        validate_patients(
+            [dict(r) for r in rows], max_patients=10, pandera_batch_rows=n, vocab=GASTRIC_RENAL
+        )
+        for n in (10**6, 1)
+    ]
+    assert results[0] == results[1]
+    assert [r["cancer_type"] for r in results[0]] == ["gastric", "renal", "gastric"]
+    assert results[0][0]["stage"] is None and results[0][1]["stage"] is None
+    assert results[0][1]["age_years"] is None and results[0][2]["age_years"] is None

@@ -93,7 +93,6 @@ CASES = {
     "leukocyte_fraction_below_0": Case(
         set_value("leukocyte_fraction", -0.1), 1, "leukocyte_fraction", ("at least 0",)
     ),
-    "nan_age": Case(set_value("age_years", np.nan), 1, "age_years", ("required", "empty")),
     "nan_lm22_fraction": Case(
         set_value("t_cells_cd8", np.nan), 1, "t_cells_cd8", ("required", "empty")
     ),
@@ -103,10 +102,10 @@ CASES = {
         "distant_relapse_months",
         ("required", "empty"),
     ),
-    "unknown_cancer_type": Case(
-        set_value("cancer_type", "glioma"), 1, "cancer_type", ("one of", "breast", "melanoma")
+    "cancer_type_not_a_label": Case(
+        set_value("cancer_type", "Breast Cancer"), 1, "cancer_type", ("lowercase snake-case",)
     ),
-    "stage_IV": Case(set_value("stage", "IV"), 1, "stage", ("one of", "I, II, III")),
+    "stage_V": Case(set_value("stage", "V"), 1, "stage", ("one of", "I, II, III, IV")),
     "age_17": Case(set_value("age_years", 17.0), 1, "age_years", ("at least 18",)),
     "age_101": Case(set_value("age_years", 101.0), 1, "age_years", ("at most 100",)),
     "negative_relapse_months": Case(
@@ -119,7 +118,16 @@ CASES = {
         duplicate_patient_id, 1, "patient_id", ("unique",), also_blamed=(0,)
     ),
     "missing_required_column": Case(
-        lambda f: f.drop(columns=["stage"]), None, "stage", ("required column", "missing")
+        lambda f: f.drop(columns=["cancer_type"]),
+        None,
+        "cancer_type",
+        ("required column", "missing"),
+    ),
+    "half_a_relapse_pair": Case(
+        lambda f: f.drop(columns=["distant_relapse"]),
+        None,
+        "distant_relapse",
+        ("relapse pair comes together",),
     ),
     "unknown_extra_column": Case(
         lambda f: f.assign(batch=1), None, "batch", ("not a column the schema knows",), ()
@@ -179,8 +187,8 @@ def test_out_of_range_value_is_quoted_in_the_message(
 
 def test_several_violations_are_reported_at_once(make_valid_frame: Callable[..., Frame]) -> None:
     frame = make_valid_frame(5)
-    frame.loc[1, "cancer_type"] = "glioma"
-    frame.loc[2, "stage"] = "IV"
+    frame.loc[1, "cancer_type"] = "Glioma"
+    frame.loc[2, "stage"] = "Stage IV"
     frame.loc[3, "age_years"] = 17.0
     frame.loc[3, "platelet_count"] = 1.0
     frame.loc[4, "site_bone"] = True
@@ -383,3 +391,20 @@ def test_sites_are_the_eight_default_organs() -> None:
         "oracle_risk_120",
         "oracle_late_relapse",
     }
+
+
+def test_open_vocabulary_missing_covariates_and_labels_per_task(
+    make_valid_frame: Callable[..., Frame],
+) -> None:
+    """Any label, stage IV or missing, missing age; a cohort needs one task's labels only."""
+    frame = make_valid_frame(4)
+    frame["cancer_type"] = ["gastric", "head_and_neck", "ovarian", "renal"]
+    frame["stage"] = ["IV", None, "I", "IV"]
+    frame["age_years"] = [np.nan, 50.0, np.nan, 70.0]
+    schema.validate(frame, schema.Cohort, extra_columns_allowed=())
+    sites_only = frame.drop(columns=list(schema.survival_columns()))
+    schema.validate(sites_only, schema.Cohort, extra_columns_allowed=())
+    relapse_only = frame.drop(columns=list(schema.site_columns()))
+    schema.validate(relapse_only, schema.Cohort, extra_columns_allowed=())
+    some_sites = frame.drop(columns=list(schema.site_columns())[2:])
+    schema.validate(some_sites, schema.Cohort, extra_columns_allowed=())

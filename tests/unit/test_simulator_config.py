@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from metapredict import schema
-from metapredict.simulator import SimulatorConfig, default_config, load_config
+from metapredict import cancer_types, features, schema
+from metapredict.simulator import (
+    CANCER_TYPES,
+    CLR_PSEUDOCOUNT,
+    SimulatorConfig,
+    default_config,
+    load_config,
+)
+from metapredict.simulator import generate as simulator_generate
 from metapredict.simulator.config import Effect, Interaction
 
 #: biology.md: "Human effect sizes are modest: plant roughly 0.2-0.7 log-odds per SD."
@@ -112,7 +122,7 @@ def test_combined_effect_per_cancer_type_lies_in_the_literature_band() -> None:
     for outcome, effects in outcomes.items():
         total: dict[tuple[str, str], float] = {}
         for e in effects:
-            for cancer_type in e.cancer_types or schema.CANCER_TYPES:
+            for cancer_type in e.cancer_types or CANCER_TYPES:
                 key = (e.feature, cancer_type)
                 total[key] = total.get(key, 0.0) + e.per_sd
         outside |= {
@@ -202,3 +212,171 @@ def test_toml_naming_an_unknown_thing_is_rejected_by_name(
 def test_malformed_toml_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"(?i)line 1"):
         load_config(write_toml(tmp_path, "[relapse.dissemination_logit\nbreast = -0.5\n"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The simulator's own vocabulary and its link to the features
+
+
+def test_simulator_cancer_types_are_normalised_known_labels() -> None:
+    """The schema has no cancer-type list any more; the simulator's labels are what
+    metapredict.cancer_types makes of the same study text, so simulated and real cohorts share
+    labels."""
+    assert {"breast", "colorectal", "lung_adenocarcinoma", "melanoma", "prostate"} <= set(
+        CANCER_TYPES
+    )
+    assert {"pancreatic", "gastric", "renal"} <= set(CANCER_TYPES)
+    assert len(set(CANCER_TYPES)) == len(CANCER_TYPES)
+    known = set(cancer_types.KNOWN_LABELS.values())
+    for label in CANCER_TYPES:
+        assert re.fullmatch(schema.CANCER_TYPE_PATTERN, label), label
+        assert label in known, label
+        assert cancer_types.normalise_cancer_type(label) == label
+
+
+def test_clr_pseudocount_equals_the_features_one() -> None:
+    """The planted effects act on the CLR the models compute: same pseudocount."""
+    assert CLR_PSEUDOCOUNT == features.CLR_PSEUDOCOUNT
+    fractions = np.array([[0.0, 0.25, 0.75], [0.5, 0.5, 0.0]])
+    np.testing.assert_allclose(
+        simulator_generate.observed_clr(fractions), features.clr_rows(fractions), atol=1e-12
+    )
+
+
+def test_the_simulator_does_not_import_features() -> None:
+    """Data flow one way (simulator -> schema -> features): no import back."""
+    package = Path(simulator_generate.__file__).parent
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith("metapredict.features") for n in names), path.name
+
+
+# ------------------------------------------------------------------------------------------------
+# Detection (exact zeros), stage IV, missingness: defaults and validation
+
+
+def _detection_config(floor: float, *, quality_sd: float = 0.0, enabled: bool = True) -> Any:
+    config = default_config()
+    detection = config.detection.model_copy(
+        update={
+            "floor": dict.fromkeys(schema.lm22_columns(), floor),
+            "sample_quality_sd": quality_sd,
+            "enabled": enabled,
+        }
+    )
+    return config.model_copy(update={"detection": detection})
+
+
+def test_detection_zeroes_fractions_below_the_floor_and_renormalises() -> None:
+    latent = np.full((2, 22), 0.01)
+    latent[0, 0], latent[0, 1] = 0.60, 0.20  # row 0: 20 cells at 0.01, below a 0.02 floor
+    latent[1] = 1.0 / 22  # row 1: every cell above the floor
+    latent[0] /= latent[0].sum()
+    observed = simulator_generate.detect(_detection_config(0.02), latent, np.zeros(2))
+
+    np.testing.assert_allclose(observed.sum(axis=1), 1.0, atol=1e-12)
+    assert (observed[0, 2:] == 0.0).all()
+    np.testing.assert_allclose(observed[0, :2], [0.75, 0.25])
+    np.testing.assert_allclose(observed[1], latent[1])
+
+
+def test_detection_keeps_the_largest_cell_and_scales_with_sample_quality() -> None:
+    latent = np.full((2, 22), 1.0 / 22)
+    latent[:, 3] += 0.01
+    latent /= latent.sum(axis=1, keepdims=True)
+    # Every cell is below a floor of 0.5: only the largest survives, and the row sums to 1.
+    only = simulator_generate.detect(_detection_config(0.5), latent, np.zeros(2))
+    np.testing.assert_array_equal(only[:, 3], [1.0, 1.0])
+    # A floor of 0.03 keeps everything at quality 0 but loses cells at quality +2 (sd 0.5).
+    quality = np.array([0.0, 2.0])
+    varied = simulator_generate.detect(_detection_config(0.03, quality_sd=0.5), latent, quality)
+    assert (varied[0] > 0).all()
+    assert (varied[1] == 0).sum() == 21
+
+
+def test_detection_switched_off_reports_the_latent_fractions() -> None:
+    latent = np.full((1, 22), 1.0 / 22)
+    observed = simulator_generate.detect(_detection_config(0.5, enabled=False), latent, np.zeros(1))
+    np.testing.assert_array_equal(observed, latent)
+
+
+def test_default_stage_weights_cover_stage_iv_and_dissemination_only_resected() -> None:
+    config = default_config()
+    for cancer_type, weights in config.clinical.stage_weights.items():
+        assert set(weights) == set(schema.STAGES), cancer_type
+        assert weights[schema.METASTATIC_STAGE] > 0, cancer_type
+    assert set(config.relapse.stage_logit) == {"I", "II", "III"}
+    assert config.clinical.missing_rate == {"age_years": 0.05, "stage": 0.08}
+
+
+def test_reference_scales_are_deterministic() -> None:
+    config = default_config()
+    first = simulator_generate.reference_scales(config)
+    simulator_generate._reference_scales_cached.cache_clear()
+    again = simulator_generate.reference_scales(config)
+    assert first == again
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        pytest.param("[clinical.missing_rate]\nstage = 1.5\n", "stage", id="rate_above_one"),
+        pytest.param("[clinical.missing_rate]\ngrade = 0.1\n", "grade", id="unknown_column"),
+        pytest.param("[extras.missing_rate]\nmdsc_score = -0.1\n", "mdsc_score", id="negative"),
+        pytest.param("[detection.floor]\nmacrophages = 0.01\n", "macrophages", id="floor_cell"),
+        pytest.param("[detection.floor]\neosinophils = -0.01\n", "floor", id="floor_negative"),
+        pytest.param("[relapse.stage_logit]\nIV = 2.0\n", "IV", id="stage_iv_disseminates"),
+        pytest.param("[clinical.stage_weights.breast]\nV = 0.1\n", "V", id="unknown_stage_weight"),
+        pytest.param(
+            "[clinical.stage_weights.renal]\nI = 0.0\nII = 0.0\nIII = 0.0\nIV = 0.0\n",
+            "stage_weights.renal",
+            id="stage_weights_all_zero",
+        ),
+    ],
+)
+def test_invalid_clinical_and_detection_settings_are_rejected_by_name(
+    tmp_path: Path, toml: str, named: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        load_config(write_toml(tmp_path, toml))
+    assert named in str(caught.value)
+
+
+def test_toml_can_switch_detection_and_missingness_off(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        "[detection]\nenabled = false\n[clinical.missing_rate]\nage_years = 0.0\nstage = 0.0\n",
+    )
+    loaded = load_config(path)
+    assert loaded.detection.enabled is False
+    assert loaded.clinical.missing_rate == {"age_years": 0.0, "stage": 0.0}
+
+
+def test_default_floors_are_the_calibrated_ones() -> None:
+    """DETECTION_FLOOR is what calibrate_detection_floors gives for DETECTION_ZERO_SHARE (up
+    to rounding and the sampling noise of a quantile)."""
+    from metapredict.simulator.config import DETECTION_FLOOR, DETECTION_ZERO_SHARE
+
+    config = default_config()
+    floors = simulator_generate.calibrate_detection_floors(
+        config, DETECTION_ZERO_SHARE, patients=50_000
+    )
+    assert set(floors) == set(schema.lm22_columns())
+    for cell, default in zip(schema.lm22_columns(), DETECTION_FLOOR, strict=True):
+        assert config.detection.floor[cell] == default
+        assert floors[cell] == pytest.approx(default, rel=0.1), cell
+
+
+def test_calibration_refuses_unknown_cells_and_bad_shares() -> None:
+    config = default_config()
+    with pytest.raises(ValueError, match="zero shares"):
+        simulator_generate.calibrate_detection_floors(config, {"macrophages": 0.5})
+    with pytest.raises(ValueError, match="zero shares"):
+        simulator_generate.calibrate_detection_floors(config, {"neutrophils": 1.0})

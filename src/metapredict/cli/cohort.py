@@ -140,9 +140,10 @@ def build(
     write_parquet_atomic(cohort, out)
     print_report(result.report, console)
     _write_report(result.report, report_path)
+    trainable = [t for t, verdict in result.report.tasks.items() if verdict.startswith("yes")]
     console.print(
-        f"wrote [bold]{out}[/bold]: {len(cohort):,} patients, {result.report.relapsed:,} "
-        f"distant relapses, {result.model.__name__} (schema {schema.SCHEMA_VERSION})"
+        f"wrote [bold]{out}[/bold]: {len(cohort):,} patients, {result.model.__name__} "
+        f"(schema {schema.SCHEMA_VERSION}); it can train: {', '.join(trainable) or 'nothing'}"
     )
 
 
@@ -167,7 +168,7 @@ def print_report(report: JoinReport, console: Console) -> None:
     summary.add_column("value", overflow="fold")
     summary.add_row("LM22 scale", f"{report.mode} ({report.mode_reason})")
     summary.add_row("clinical source", report.clinical_source)
-    summary.add_row("relapse from", report.relapse_source)
+    summary.add_row("relapse from", report.relapse_source or "none (no relapse labels)")
     summary.add_row("immune samples", f"{report.immune_samples:,}")
     summary.add_row("clinical patients", f"{report.clinical_patients:,}")
     summary.add_row("matched samples", f"{len(report.matched):,}")
@@ -190,11 +191,25 @@ def print_report(report: JoinReport, console: Console) -> None:
             else ""
         ),
     )
-    summary.add_row("rows kept", f"{report.rows:,} ({report.relapsed:,} distant relapses)")
+    summary.add_row(
+        "rows kept",
+        f"{report.rows:,}"
+        + (f" ({report.relapsed:,} distant relapses)" if report.relapse_source else ""),
+    )
+    if report.cancer_types:
+        summary.add_row(
+            "cancer types", ", ".join(f"{k} {v:,}" for k, v in report.cancer_types.items())
+        )
+    if report.stage_counts:
+        summary.add_row("stages", ", ".join(f"{k} {v:,}" for k, v in report.stage_counts.items()))
+    if report.missing_age:
+        summary.add_row("age missing", f"{report.missing_age:,}")
     if report.ignored_immune_columns:
         summary.add_row("ignored immune columns", ", ".join(report.ignored_immune_columns))
     if report.sites_absent:
-        summary.add_row("sites with no column (not involved)", ", ".join(report.sites_absent))
+        summary.add_row("sites with no column (left out)", ", ".join(report.sites_absent))
+    for task, verdict in report.tasks.items():
+        summary.add_row(f"can train {task}", verdict)
     console.print(summary)
 
     if report.dropped:
@@ -207,16 +222,17 @@ def print_report(report: JoinReport, console: Console) -> None:
             dropped.add_row(reason, f"{count:,}", _ids(ids))
         console.print(dropped)
 
-    sites = Table(title="Site labels (relapsed patients)")
-    sites.add_column("site")
-    sites.add_column("involved", justify="right")
-    sites.add_column("flag missing -> not involved", justify="right")
-    for site, count in report.site_counts.items():
-        sites.add_row(
-            site.removeprefix("site_"),
-            f"{count:,}",
-            f"{report.missing_site_flags_relapsed.get(site, 0):,}",
-        )
-    console.print(sites)
+    if report.site_counts:
+        sites = Table(title="Site labels (metastatic patients)")
+        sites.add_column("site")
+        sites.add_column("involved", justify="right")
+        sites.add_column("flag missing -> not involved", justify="right")
+        for site, count in report.site_counts.items():
+            sites.add_row(
+                site.removeprefix("site_"),
+                f"{count:,}",
+                f"{report.missing_site_flags_relapsed.get(site, 0):,}",
+            )
+        console.print(sites)
     for note in report.notes:
         console.print(f"note: {note}")

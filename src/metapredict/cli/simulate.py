@@ -21,7 +21,12 @@ def simulate(
     """Simulate a cohort from the literature-grounded generative model and write it as Parquet."""
     from metapredict import schema
     from metapredict.cohort_io import write_parquet_atomic
-    from metapredict.simulator import load_config, score_oracle, simulate_cohort
+    from metapredict.simulator import (
+        load_config,
+        metastatic_at_diagnosis,
+        score_oracle,
+        simulate_cohort,
+    )
 
     console = Console(stderr=True, soft_wrap=True)
     try:
@@ -38,15 +43,19 @@ def simulate(
 
     months, event = schema.survival_columns()
     relapsed = cohort[cohort[event]]
+    metastatic = metastatic_at_diagnosis(cohort)
+    cells = list(schema.lm22_columns())
     console.print(
         f"wrote [bold]{out}[/bold]: {len(cohort):,} patients, "
-        f"{len(relapsed):,} distant relapses ({len(relapsed) / len(cohort):.1%}), "
-        f"median follow-up {cohort[months].median():.0f} months, "
+        f"{len(relapsed):,} with distant metastasis ({len(relapsed) / len(cohort):.1%}; "
+        f"{int(metastatic.sum()):,} of them stage IV, metastatic at diagnosis), "
+        f"median follow-up {cohort.loc[~metastatic, months].median():.0f} months, "
+        f"{(cohort[cells] == 0).to_numpy().mean():.0%} of LM22 values exactly 0, "
         f"simulator {sim_config.version}, schema {schema.SCHEMA_VERSION}, {elapsed:.2f} s"
     )
     if len(relapsed) >= 20:
         scores = score_oracle(cohort)
-        table = Table(title="Sites at relapse and the oracle's ceiling")
+        table = Table(title="Sites of distant metastasis and the oracle's ceiling")
         table.add_column("site")
         table.add_column("patients", justify="right")
         table.add_column("oracle AUROC", justify="right")
@@ -55,5 +64,5 @@ def simulate(
         console.print(table)
         console.print(
             f"oracle macro AUROC {scores.macro_auroc:.3f}, "
-            f"oracle Harrell's C {scores.harrell_c:.3f}"
+            f"oracle Harrell's C {scores.harrell_c:.3f} (stage I-III)"
         )

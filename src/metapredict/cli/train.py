@@ -39,6 +39,7 @@ def train(
 ) -> None:
     """Train the LightGBM model and its baseline with K-fold CV, log them to MLflow, register."""
     from metapredict import registry
+    from metapredict.evaluation import MissingLabels
     from metapredict.pipeline import run_training
     from metapredict.schema import CohortValidationError
     from metapredict.training_config import load_training_config
@@ -67,6 +68,9 @@ def train(
             outcome = run_training(
                 cfg, data=data, progress=lambda msg: progress.update(bar, description=msg)
             )
+    except MissingLabels as err:
+        console.print(f"[red]refused:[/red] {err}; nothing was trained or registered")
+        raise typer.Exit(1) from err
     except CohortValidationError as err:
         console.print(
             f"[red]the cohort breaks the schema; nothing was trained or registered.[/red]\n{err}"
@@ -96,6 +100,10 @@ def train(
             row.append(_fmt(outcome.oracle.test.get(name)))
         table.add_row(*row)
     console.print(table)
+    if outcome.sites:
+        console.print(f"sites trained: {', '.join(outcome.sites)}")
+    for note in outcome.notes:
+        console.print(f"note: {note}")
     ratios = outcome.results["lightgbm"].ratio_to_oracle
     main = "macro_auroc" if task == "tropism" else "harrell_c"
     if main in ratios:

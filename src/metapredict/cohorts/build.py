@@ -9,12 +9,19 @@ Decisions (documented in ``docs/real-cohorts.md``):
   containing "normal") are dropped. Of the rest, a primary-tumour sample is preferred, then a
   sample of unknown type, then a metastasis/recurrence; ties keep the first in the immune file.
   The others are listed in the report as duplicates.
-* **Missing site flag for a relapsed patient** ("Unknown", "NA", absent column): treated as
-  *not involved*, and counted per site in the report. A site flagged "Yes" for a patient whose
-  relapse status is censored contradicts the labels; the row is dropped with that reason.
-* **Stage IV** primaries are dropped (the schema covers resected stage I-III primaries).
-* Rows with missing cancer type, stage, age, follow-up months or status are dropped with the
-  reason; nothing is imputed.
+* **Labels per task.** The cohort carries the labels its files carry: the site columns the
+  files provide (any subset of the eight; a site with no column is left out, not set to "not
+  involved"), and the relapse pair when there is one. The report says which task each label
+  set can train; a cohort with neither is refused.
+* **Missing site flag for a relapsed patient** ("Unknown", "NA"): treated as *not involved*,
+  and counted per site in the report. A site flagged "Yes" for a patient whose relapse status
+  is censored contradicts the labels; the row is dropped with that reason.
+* **Stage IV** patients are kept (tropism trains on them; dormancy training leaves them out).
+  A stage IV patient with no relapse time or status is metastatic at diagnosis: distant
+  relapse at month 0.
+* **Missing stage and age** are kept as missing (the models handle gaps). A missing cancer type
+  is a dropped row, as is a missing relapse time or status when the cohort has a relapse pair
+  (for any patient but stage IV). Nothing is imputed.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import pandera.pandas as pa
 from pydantic import BaseModel, Field
 
 from metapredict import schema
+from metapredict.cancer_types import normalise_cancer_type
 from metapredict.cohorts import clinical as c
 from metapredict.cohorts.cibersort import ImmuneTable, Mode
 from metapredict.cohorts.errors import CohortInputError
@@ -82,7 +90,7 @@ class JoinReport(BaseModel):
     mode: str
     mode_reason: str
     clinical_source: str
-    relapse_source: str
+    relapse_source: str | None
     immune_samples: int
     clinical_patients: int
     matched: list[MatchedSample] = Field(default_factory=list)
@@ -100,6 +108,15 @@ class JoinReport(BaseModel):
     sites_absent: list[str] = Field(default_factory=list)
     non_primary_samples_kept: int = 0
     ignored_immune_columns: list[str] = Field(default_factory=list)
+    stage_counts: dict[str, int] = Field(
+        default_factory=dict, description="patients per stage (missing: 'unknown')"
+    )
+    missing_age: int = 0
+    cancer_types: dict[str, int] = Field(default_factory=dict, description="patients per type")
+    tasks: dict[str, str] = Field(
+        default_factory=dict,
+        description="per task, 'yes: ...' when the cohort can train it, else 'no: why'",
+    )
     notes: list[str] = Field(default_factory=list)
     valid: bool | None = None
 
@@ -207,16 +224,25 @@ class _Drop(Exception):
 
 
 def _parse_clinical(
-    raw: dict[str, Any], rules: c.ValueRules, default_cancer_type: str | None
+    raw: dict[str, Any],
+    rules: c.ValueRules,
+    default_cancer_type: str | None,
+    *,
+    sites: tuple[str, ...],
+    relapse: bool,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Parse one merged raw row; returns values and the sites whose flag was missing."""
+    """Parse one merged raw row; returns values and the sites whose flag was missing.
+
+    ``sites`` are the site columns the clinical files provide; ``relapse`` whether they carry
+    a relapse pair.
+    """
     out: dict[str, Any] = {}
     try:
         cancer = parse_cancer_type(
-            (raw.get(name) for name in c.CANCER_TYPE_FIELDS), rules.cancer_type
+            [raw.get(name) for name in c.CANCER_TYPE_FIELDS], rules.cancer_type
         )
     except UnrecognisedCancerType as err:
-        raise _Drop("cancer type not in the schema vocabulary", str(err)) from err
+        raise _Drop("cancer type unreadable", str(err)) from err
     cancer = cancer or default_cancer_type
     if cancer is None:
         raise _Drop("cancer type missing")
@@ -226,42 +252,40 @@ def _parse_clinical(
         stage = parse_stage(raw.get(c.STAGE), rules.stage)
     except ValueError as err:
         raise _Drop("stage unparseable", str(err)) from err
-    if stage is None:
-        raise _Drop("stage missing")
-    if stage == "IV":
-        raise _Drop("stage IV (metastatic at diagnosis; schema covers stage I-III)")
     out["stage"] = stage
 
     try:
         age = parse_number(raw.get(c.AGE))
     except ValueError as err:
         raise _Drop("age unparseable", str(err)) from err
-    if age is None:
-        raise _Drop("age missing")
-    if not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
+    if age is not None and not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
         raise _Drop(f"age outside {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} years", f"{age:g}")
-    out["age_years"] = age
+    out["age_years"] = np.nan if age is None else age
 
-    try:
-        months = parse_number(raw.get(c.MONTHS))
-    except ValueError as err:
-        raise _Drop("follow-up months unparseable", str(err)) from err
-    if months is None:
-        raise _Drop("follow-up months missing")
-    if months < 0:
-        raise _Drop("follow-up months negative", f"{months:g}")
-    try:
-        event = parse_status(raw.get(c.STATUS), true=rules.event_true, false=rules.event_false)
-    except ValueError as err:
-        raise _Drop("relapse status unparseable", str(err)) from err
-    if event is None:
-        raise _Drop("relapse status missing")
-    months_col, event_col = schema.survival_columns()
-    out[months_col] = months * rules.months_per_unit
-    out[event_col] = event
+    event: bool | None = None
+    if relapse:
+        months_col, event_col = schema.survival_columns()
+        try:
+            months = parse_number(raw.get(c.MONTHS))
+        except ValueError as err:
+            raise _Drop("follow-up months unparseable", str(err)) from err
+        try:
+            event = parse_status(raw.get(c.STATUS), true=rules.event_true, false=rules.event_false)
+        except ValueError as err:
+            raise _Drop("relapse status unparseable", str(err)) from err
+        if (months is None or event is None) and stage == schema.METASTATIC_STAGE:
+            months, event = 0.0, True  # metastatic at diagnosis
+        if months is None:
+            raise _Drop("follow-up months missing")
+        if months < 0:
+            raise _Drop("follow-up months negative", f"{months:g}")
+        if event is None:
+            raise _Drop("relapse status missing")
+        out[months_col] = months * rules.months_per_unit
+        out[event_col] = event
 
     missing_sites: list[str] = []
-    for site in schema.site_columns():
+    for site in sites:
         try:
             flag = parse_flag(raw.get(site), true=rules.site_true, false=rules.site_false)
         except ValueError as err:
@@ -269,7 +293,7 @@ def _parse_clinical(
         if flag is None:
             missing_sites.append(site)
             flag = False
-        if flag and not event:
+        if flag and event is False:
             raise _Drop("site marked but relapse status censored", site)
         out[site] = flag
 
@@ -279,7 +303,7 @@ def _parse_clinical(
         except ValueError as err:
             raise _Drop("extra value unparseable", f"{extra}: {err}") from err
         out[extra] = np.nan if value is None else value
-    return out, missing_sites if event else []
+    return out, missing_sites if event is not False else []
 
 
 def assemble(
@@ -290,10 +314,17 @@ def assemble(
     default_cancer_type: str | None = None,
 ) -> BuildResult:
     """Join, map and drop with reasons; the frame is not validated yet (see :func:`validate`)."""
-    if default_cancer_type is not None and default_cancer_type not in schema.CANCER_TYPES:
+    if default_cancer_type is not None:
+        try:
+            default_cancer_type = normalise_cancer_type(default_cancer_type)
+        except ValueError as err:
+            raise CohortInputError(f"--cancer-type: {err}") from err
+    sites = tuple(s for s in schema.site_columns() if s not in clinical.sites_absent)
+    relapse = clinical.relapse_source is not None
+    if not sites and not relapse:
         raise CohortInputError(
-            f"--cancer-type {default_cancer_type!r}: must be one of "
-            + ", ".join(schema.CANCER_TYPES)
+            f"{clinical.source}: no labels for either task: the clinical data has no site "
+            "column (tropism) and no relapse months + status (dormancy)"
         )
     report = JoinReport(
         mode=immune.mode,
@@ -367,7 +398,9 @@ def assemble(
             )
         raw = _merged_row(clinical, patient, clinical_sample)
         try:
-            values, missing_sites = _parse_clinical(raw, clinical.rules, default_cancer_type)
+            values, missing_sites = _parse_clinical(
+                raw, clinical.rules, default_cancer_type, sites=sites, relapse=relapse
+            )
         except _Drop as drop:
             report.dropped.append(
                 DroppedRow(id=patient, level="patient", reason=drop.reason, detail=drop.detail)
@@ -386,16 +419,15 @@ def assemble(
             row[column] = value
         rows.append(row)
 
-    frame = _to_frame(rows, table.columns, model_for(immune.mode))
+    frame = _to_frame(rows, table.columns, model_for(immune.mode), sites, relapse)
     event_col = schema.survival_columns()[1]
     report.rows = len(frame)
-    report.relapsed = int(frame[event_col].sum()) if len(frame) else 0
-    report.site_counts = {
-        site: int(frame[site].sum()) if len(frame) else 0 for site in schema.site_columns()
-    }
+    report.relapsed = int(frame[event_col].sum()) if relapse and len(frame) else 0
+    report.site_counts = {site: int(frame[site].sum()) if len(frame) else 0 for site in sites}
     report.missing_site_flags_relapsed = {
-        site: missing_flags[site] for site in schema.site_columns() if missing_flags[site]
+        site: missing_flags[site] for site in sites if missing_flags[site]
     }
+    _describe(report, frame, sites, relapse)
     if report.non_primary_samples_kept:
         report.notes.append(
             f"{report.non_primary_samples_kept} patient(s) profiled from a metastasis or "
@@ -410,11 +442,51 @@ def assemble(
     return BuildResult(frame=frame, report=report, model=model_for(immune.mode))
 
 
+def _describe(
+    report: JoinReport, frame: pd.DataFrame, sites: tuple[str, ...], relapse: bool
+) -> None:
+    """Stage, age and cancer-type counts, and which task the cohort can train."""
+    stages = frame["stage"].astype(object).where(frame["stage"].notna(), "unknown")
+    report.stage_counts = {str(k): int(v) for k, v in stages.value_counts().sort_index().items()}
+    report.missing_age = int(frame["age_years"].isna().sum())
+    counts = frame["cancer_type"].value_counts()
+    report.cancer_types = {str(k): int(v) for k, v in counts.items()}
+    if sites:
+        event_col = schema.survival_columns()[1]
+        metastatic = (
+            frame[event_col].astype(bool)
+            if relapse
+            else frame[list(sites)].astype(bool).any(axis=1)
+        )
+        report.tasks["tropism"] = (
+            f"yes: {int(metastatic.sum())} metastatic patient(s), sites "
+            + ", ".join(s.removeprefix("site_") for s in sites)
+        )
+    else:
+        report.tasks["tropism"] = "no: no site column in the clinical data"
+    if relapse:
+        is_iv = (frame["stage"] == schema.METASTATIC_STAGE).fillna(False).astype(bool)
+        events = int(frame.loc[~is_iv, schema.survival_columns()[1]].astype(bool).sum())
+        stage_iv = int(is_iv.sum())
+        report.tasks["dormancy"] = (
+            f"yes: {len(frame) - stage_iv} patient(s), {events} distant relapse(s)"
+            + (f"; {stage_iv} stage IV patient(s) will be left out" if stage_iv else "")
+        )
+    else:
+        report.tasks["dormancy"] = "no: no relapse months + status in the clinical data"
+
+
 def _to_frame(
-    rows: list[dict[str, Any]], immune_columns: pd.Index, model: type[pa.DataFrameModel]
+    rows: list[dict[str, Any]],
+    immune_columns: pd.Index,
+    model: type[pa.DataFrameModel],
+    sites: tuple[str, ...],
+    relapse: bool,
 ) -> pd.DataFrame:
     present = set(immune_columns) | {"patient_id", "sample_id"}
-    present |= {*schema.clinical_columns(), *schema.site_columns(), *schema.survival_columns()}
+    present |= {*schema.clinical_columns(), *sites}
+    if relapse:
+        present |= set(schema.survival_columns())
     extras = [e for e in schema.extra_columns() if any(not _nan(r.get(e)) for r in rows)]
     present |= set(extras)
     order = [info.name for info in schema.columns(model) if info.name in present]
@@ -427,7 +499,7 @@ def _to_frame(
         elif info.dtype == "float64":
             frame[info.name] = pd.to_numeric(frame[info.name]).astype(float)
         else:
-            frame[info.name] = frame[info.name].astype(str)
+            frame[info.name] = frame[info.name].astype(str)  # None stays missing (NaN)
     frame.index = pd.Index(frame["patient_id"].tolist(), name=None)
     return frame
 

@@ -131,7 +131,9 @@ def relapse_pairs(*frames: pd.DataFrame | None) -> list[str]:
     )
 
 
-def choose_relapse_pair(requested: str | None, available: list[str]) -> str:
+def choose_relapse_pair(requested: str | None, available: list[str]) -> str | None:
+    """The requested pair, else the first of :data:`RELAPSE_PAIR_PREFERENCE` present, else None
+    (a cohort without relapse labels: it can train tropism only)."""
     if requested is not None:
         pair = requested.upper().removesuffix("_MONTHS").removesuffix("_STATUS")
         if pair not in available:
@@ -143,13 +145,10 @@ def choose_relapse_pair(requested: str | None, available: list[str]) -> str:
     for pair in RELAPSE_PAIR_PREFERENCE:
         if pair in available:
             return pair
-    raise CohortInputError(
-        "no relapse pair found: expected columns like DFS_MONTHS + DFS_STATUS "
-        f"(available pairs: {', '.join(available) or 'none'}); choose one with --relapse-pair"
-    )
+    return None
 
 
-def _canonical(frame: pd.DataFrame, pair: str, id_column: str) -> pd.DataFrame:
+def _canonical(frame: pd.DataFrame, pair: str | None, id_column: str) -> pd.DataFrame:
     text = c.blank_missing(frame)
     out = pd.DataFrame(index=pd.Index(text[id_column].astype(str), name=id_column.lower()))
     values = text.set_index(id_column)
@@ -195,9 +194,20 @@ def load_cbioportal(
         combined = True
         notes.append(f"{patient_path.name} has SAMPLE_ID: used as the sample file as well")
 
-    pair = choose_relapse_pair(relapse_pair, relapse_pairs(patients_raw, samples_raw))
+    available = relapse_pairs(patients_raw, samples_raw)
+    pair = choose_relapse_pair(relapse_pair, available)
     if pair == "OS":
         notes.append("relapse pair OS: overall survival treats death as relapse")
+    if pair is None:
+        notes.append(
+            "no relapse pair (e.g. DFS_MONTHS + DFS_STATUS"
+            + (
+                f"; OS is never chosen unless asked: {', '.join(available)} present"
+                if available
+                else ""
+            )
+            + "): the cohort carries no relapse labels"
+        )
 
     if combined:
         first = patients_raw.drop_duplicates("PATIENT_ID", keep="first")
@@ -222,25 +232,26 @@ def load_cbioportal(
         samples = _canonical(samples_raw, pair, "SAMPLE_ID")
 
     provided = set(patients.columns) | (set(samples.columns) if samples is not None else set())
-    if c.MONTHS not in provided or c.STATUS not in provided:
+    if pair is not None and (c.MONTHS not in provided or c.STATUS not in provided):
         raise CohortInputError(f"relapse pair {pair}: months or status column missing")
     absent = tuple(s for s in schema.site_columns() if s not in provided)
-    if len(absent) == len(schema.site_columns()):
+    if len(absent) == len(schema.site_columns()) and pair is None:
         raise CohortInputError(
-            f"no site columns ({SITE_PREFIX}<SITE>, e.g. {next(iter(site_codes().values()))}) "
-            "in the clinical files; the cohort schema needs organ-site labels"
+            f"{patient_path.name}: no labels for either task: no site columns "
+            f"({SITE_PREFIX}<SITE>, e.g. {next(iter(site_codes().values()))}) for tropism and "
+            "no relapse pair (e.g. DFS_MONTHS + DFS_STATUS) for dormancy"
         )
     logger.info(
         "cBioPortal: %d patients, %s samples, relapse pair %s",
         len(patients),
         "no" if samples is None else len(samples),
-        pair,
+        pair or "none",
     )
     return c.ClinicalData(
         patients=patients,
         samples=samples,
         rules=c.ValueRules(),
-        relapse_source=f"{pair}_MONTHS + {pair}_STATUS",
+        relapse_source=None if pair is None else f"{pair}_MONTHS + {pair}_STATUS",
         sites_absent=absent,
         source="cBioPortal",
         notes=notes,

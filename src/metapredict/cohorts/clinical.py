@@ -48,7 +48,7 @@ class ValueRules(BaseModel):
 
     missing: tuple[str, ...] = Field(default=(), description="extra missing-value tokens")
     cancer_type: dict[str, str] = Field(
-        default_factory=dict, description="raw cancer-type text -> schema cancer_type"
+        default_factory=dict, description="raw cancer-type text -> cancer-type label"
     )
     stage: dict[str, str] = Field(
         default_factory=dict, description="raw stage text -> I, II, III or IV"
@@ -69,8 +69,8 @@ class ClinicalData:
     patients: pd.DataFrame  # index: patient_id; columns: canonical_fields() subset
     samples: pd.DataFrame | None  # index: sample_id; columns: patient_id + canonical subset
     rules: ValueRules
-    relapse_source: str  # e.g. "DFS_MONTHS + DFS_STATUS"
-    sites_absent: tuple[str, ...]  # site columns no input provides (set to not involved)
+    relapse_source: str | None  # e.g. "DFS_MONTHS + DFS_STATUS"; None: no relapse labels
+    sites_absent: tuple[str, ...]  # site columns no input provides (left out of the cohort)
     source: str  # "cBioPortal" or "mapping <file>"
     notes: list[str] = field(default_factory=list)
 

@@ -6,14 +6,16 @@ Example (every key is documented in ``docs/real-cohorts.md``)::
     patient_id = "patient"
     sample_id = "sample"            # optional: ids used in the immune table
     cancer_type = "tumour_type"     # or set `cancer_type` under [constants]
-    stage = "ajcc_stage"
-    age_years = "age"
-    relapse_months = "dmfs_months"
+    stage = "ajcc_stage"            # optional (missing stages are allowed)
+    age_years = "age"               # optional
+    relapse_months = "dmfs_months"  # the relapse pair: both or neither (dormancy labels)
     relapse_status = "dmfs_event"
 
-    [columns.sites]                 # organ (schema site name) -> column with Yes/No flags
-    bone = "met_bone"
+    [columns.sites]                 # optional: organ (schema site name) -> Yes/No column
+    bone = "met_bone"               # (tropism labels; any subset of the eight sites)
     liver = "met_liver"
+
+A mapping needs the labels of at least one task: a site, or the relapse pair.
 
     [columns.extras]                # optional schema extras -> column
     platelet_count = "plt"
@@ -34,9 +36,17 @@ import tomllib
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from metapredict import schema
+from metapredict.cancer_types import normalise_cancer_type
 from metapredict.cohorts import clinical as c
 from metapredict.cohorts.errors import CohortInputError
 from metapredict.cohorts.tables import read_text_table
@@ -55,10 +65,24 @@ class ColumnMap(BaseModel):
     cancer_type: str | None = None
     stage: str | None = None
     age_years: str | None = None
-    relapse_months: str
-    relapse_status: str
-    sites: dict[str, str] = Field(min_length=1, description="organ -> Yes/No column")
+    relapse_months: str | None = None
+    relapse_status: str | None = None
+    sites: dict[str, str] = Field(default_factory=dict, description="organ -> Yes/No column")
     extras: dict[str, str] = Field(default_factory=dict, description="schema extra -> column")
+
+    @model_validator(mode="after")
+    def _labels(self) -> ColumnMap:
+        if (self.relapse_months is None) != (self.relapse_status is None):
+            raise ValueError(
+                "relapse_months and relapse_status come together (the relapse pair), or neither"
+            )
+        if self.relapse_months is None and not self.sites:
+            raise ValueError(
+                "no labels for either task: name the relapse pair (relapse_months and "
+                "relapse_status, for dormancy) or at least one site under [columns.sites] "
+                "(for tropism)"
+            )
+        return self
 
     @field_validator("sites")
     @classmethod
@@ -91,10 +115,8 @@ class Constants(BaseModel):
 
     @field_validator("cancer_type")
     @classmethod
-    def _known_type(cls, value: str | None) -> str | None:
-        if value is not None and value not in schema.CANCER_TYPES:
-            raise ValueError(f"must be one of {', '.join(schema.CANCER_TYPES)}")
-        return value
+    def _label(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_cancer_type(value)
 
 
 class ClinicalMapping(BaseModel):
@@ -110,14 +132,12 @@ class ClinicalMapping(BaseModel):
     @field_validator("values")
     @classmethod
     def _known_values(cls, value: c.ValueRules) -> c.ValueRules:
-        bad = {k: v for k, v in value.cancer_type.items() if v not in schema.CANCER_TYPES}
-        if bad:
-            raise ValueError(f"cancer_type values {bad} not in {', '.join(schema.CANCER_TYPES)}")
-        stages = (*schema.STAGES, "IV")
+        stages = schema.STAGES
         bad = {k: v for k, v in value.stage.items() if v not in stages}
         if bad:
             raise ValueError(f"stage values {bad} not in {', '.join(stages)}")
-        return value
+        labels = {k: normalise_cancer_type(v) for k, v in value.cancer_type.items()}
+        return value.model_copy(update={"cancer_type": labels})
 
 
 def load_mapping(path: Path) -> ClinicalMapping:
@@ -169,8 +189,6 @@ def apply_mapping(table_path: Path, mapping: ClinicalMapping) -> c.ClinicalData:
     if mapping.constants.cancer_type is not None:
         filled = frame.get("cancer_type", pd.Series([None] * len(frame), dtype=object))
         frame["cancer_type"] = filled.where(filled.notna(), mapping.constants.cancer_type)
-    if c.STAGE not in frame:
-        raise CohortInputError(f"{table_path.name}: the mapping names no stage column")
 
     samples: pd.DataFrame | None = None
     if cols.sample_id is not None:
@@ -189,7 +207,11 @@ def apply_mapping(table_path: Path, mapping: ClinicalMapping) -> c.ClinicalData:
         patients=patients,
         samples=samples,
         rules=mapping.values,
-        relapse_source=f"{cols.relapse_months} + {cols.relapse_status} (mapping)",
+        relapse_source=(
+            None
+            if cols.relapse_months is None
+            else f"{cols.relapse_months} + {cols.relapse_status} (mapping)"
+        ),
         sites_absent=absent,
         source=f"mapping ({table_path.name})",
     )

@@ -7,10 +7,10 @@ callers can count what was missing. Nothing here knows about files.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from metapredict import schema
+from metapredict.cancer_types import known_label, normalise_cancer_type, snake_case
 
 #: Cell values that mean "no value" in cBioPortal and TCGA exports (compared case-insensitively).
 MISSING_TOKENS: Final = frozenset(
@@ -134,13 +134,15 @@ def parse_number(value: object) -> float | None:
 
 _ROMAN: Final = {"I": "I", "II": "II", "III": "III", "IV": "IV", "1": "I", "2": "II", "3": "III"}
 _ROMAN["4"] = "IV"
+_STAGE_UNKNOWN: Final = re.compile(r"^(?:AJCC\s*)?(?:STAGE\s*)?X$")
 _STAGE_RE: Final = re.compile(r"^(?:AJCC\s*)?(?:STAGE\s*)?(IV|III|II|I|[1-4])(?:[A-D]\d?)?$")
 
 
 def parse_stage(value: object, overrides: Mapping[str, str] | None = None) -> str | None:
     """AJCC stage text ('Stage IIA', 'STAGE III', 'IIIB', '2') -> 'I' | 'II' | 'III' | 'IV'.
 
-    Stage 0, 'Stage X' and unparseable text raise ``ValueError``; missing -> ``None``.
+    Stage 0 and unparseable text raise ``ValueError``; missing and 'Stage X' (not assessable)
+    -> ``None``.
     """
     if overrides:
         for raw, mapped in overrides.items():
@@ -149,104 +151,48 @@ def parse_stage(value: object, overrides: Mapping[str, str] | None = None) -> st
     if is_missing(value):
         return None
     text = re.sub(r"\s+", " ", str(value).strip().upper())
+    if _STAGE_UNKNOWN.match(text):
+        return None  # 'Stage X': cannot be assessed
     match = _STAGE_RE.match(text)
     if not match:
         raise ValueError(f"not an AJCC stage I-IV: {value!r}")
     return _ROMAN[match.group(1)]
 
 
-# cBioPortal / OncoTree text -> schema.CANCER_TYPES. Keys are lower-case. A value of None marks
-# a recognised type the schema does not cover (it must not fall back to the broader CANCER_TYPE,
-# e.g. "Uveal Melanoma" is not cutaneous melanoma, "Lung Squamous Cell Carcinoma" is NSCLC but
-# not adenocarcinoma).
-_CANCER_TYPE_TEXT: Final[dict[str, str | None]] = {
-    # breast
-    "breast cancer": "breast",
-    "breast carcinoma": "breast",
-    "invasive breast carcinoma": "breast",
-    "breast invasive carcinoma": "breast",
-    "breast invasive ductal carcinoma": "breast",
-    "breast invasive lobular carcinoma": "breast",
-    "breast mixed ductal and lobular carcinoma": "breast",
-    "breast invasive mixed mucinous carcinoma": "breast",
-    "breast invasive carcinoma, nos": "breast",
-    "brca": "breast",
-    "idc": "breast",
-    "ilc": "breast",
-    "mdlc": "breast",
-    # colorectal
-    "colorectal cancer": "colorectal",
-    "colorectal adenocarcinoma": "colorectal",
-    "colon adenocarcinoma": "colorectal",
-    "rectal adenocarcinoma": "colorectal",
-    "colon cancer": "colorectal",
-    "rectal cancer": "colorectal",
-    "mucinous adenocarcinoma of the colon and rectum": "colorectal",
-    "coad": "colorectal",
-    "read": "colorectal",
-    "coadread": "colorectal",
-    # lung adenocarcinoma (NSCLC only through its detailed type)
-    "lung adenocarcinoma": "lung_adenocarcinoma",
-    "luad": "lung_adenocarcinoma",
-    "lung squamous cell carcinoma": None,
-    "lusc": None,
-    "small cell lung cancer": None,
-    "large cell lung carcinoma": None,
-    # melanoma (cutaneous)
-    "melanoma": "melanoma",
-    "cutaneous melanoma": "melanoma",
-    "skin cutaneous melanoma": "melanoma",
-    "melanoma of unknown primary": "melanoma",
-    "skcm": "melanoma",
-    "mel": "melanoma",
-    "uveal melanoma": None,
-    "mucosal melanoma of the vulva/vagina": None,
-    "mucosal melanoma": None,
-    "uvm": None,
-    # prostate
-    "prostate cancer": "prostate",
-    "prostate adenocarcinoma": "prostate",
-    "prad": "prostate",
-    # pancreatic (exocrine)
-    "pancreatic cancer": "pancreatic",
-    "pancreatic adenocarcinoma": "pancreatic",
-    "pancreatic ductal adenocarcinoma": "pancreatic",
-    "paad": "pancreatic",
-    "pancreatic neuroendocrine tumor": None,
-    "panet": None,
-}
-
-
 class UnrecognisedCancerType(ValueError):
-    """Cancer type text that is missing from the vocabulary (or a type the schema excludes)."""
+    """Cancer-type text that no label can be made of (no letter or digit)."""
+
+
+#: Fallback order when no candidate is in the table: the broad CANCER_TYPE first, then the
+#: detailed type, then the OncoTree code (indices into the candidates).
+_FALLBACK_ORDER: Final = (1, 0, 2)
 
 
 def parse_cancer_type(
-    candidates: Iterable[object], overrides: Mapping[str, str] | None = None
+    candidates: Sequence[object], overrides: Mapping[str, str] | None = None
 ) -> str | None:
-    """Map cBioPortal cancer-type cells, most specific first, to ``schema.CANCER_TYPES``.
+    """Map a row's cancer-type cells to a normalised label (:mod:`metapredict.cancer_types`).
 
-    ``candidates`` are e.g. (CANCER_TYPE_DETAILED, CANCER_TYPE, ONCOTREE_CODE) of one row. The
-    first non-missing cell the vocabulary recognises decides; a recognised type the schema does
-    not cover (uveal melanoma, lung squamous) stops the search. All missing -> ``None``; present
-    but unrecognised -> :class:`UnrecognisedCancerType`.
+    ``candidates`` are (CANCER_TYPE_DETAILED, CANCER_TYPE, ONCOTREE_CODE) of one row, most
+    specific first. A user override decides first, then the first cell the built-in table
+    knows ("Lung Squamous Cell Carcinoma" is ``lung_squamous``, never the broader
+    "Non-Small Cell Lung Cancer"). When the table knows none, the broad type is kept as given,
+    in lowercase snake case. All missing -> ``None``.
     """
     user = {normalise(k): v for k, v in (overrides or {}).items()}
-    seen: list[str] = []
-    for value in candidates:
-        if is_missing(value):
-            continue
-        text = normalise(value)
-        seen.append(str(value).strip())
-        if text in schema.CANCER_TYPES:
-            return text
-        if text in user:
-            return user[text]
-        if text in _CANCER_TYPE_TEXT:
-            mapped = _CANCER_TYPE_TEXT[text]
-            if mapped is None:
-                raise UnrecognisedCancerType(f"not covered by the schema: {seen[-1]!r}")
-            return mapped
-    if not seen:
+    cells = [None if is_missing(v) else str(v).strip() for v in candidates]
+    present = [text for text in cells if text is not None]
+    if not present:
         return None
-    raise UnrecognisedCancerType(f"not in the cancer_type vocabulary: {' / '.join(seen)!r}")
+    for cell in present:
+        if normalise(cell) in user:
+            return snake_case(user[normalise(cell)])
+        label = known_label(cell)
+        if label is not None:
+            return label
+    order = [i for i in _FALLBACK_ORDER if i < len(cells)] + list(range(3, len(cells)))
+    fallback = next(found for i in order if (found := cells[i]) is not None)
+    try:
+        return normalise_cancer_type(fallback)
+    except ValueError as err:
+        raise UnrecognisedCancerType(str(err)) from err

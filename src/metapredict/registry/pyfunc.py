@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from metapredict import schema
+from metapredict.cancer_types import normalise_cancer_type
 from metapredict.predictor import Predictor
 from metapredict.registry.store import PREDICTOR_ARTIFACT
 
@@ -25,5 +26,10 @@ class MetapredictPyfunc(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input).reset_index(drop=True)
+        if "cancer_type" in frame.columns:
+            frame["cancer_type"] = frame["cancer_type"].map(
+                lambda v: normalise_cancer_type(v) if isinstance(v, str) else v
+            )
         validated = schema.validate(frame, schema.Features)
+        self.predictor.check_categories(validated)
         return self.predictor.predict(validated)

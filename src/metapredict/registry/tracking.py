@@ -201,10 +201,10 @@ class JobRun:
 
 
 def _make_optional(signature: Any, predictor: Predictor) -> None:
-    """Optional extras may be absent from a request: mark them not required in the signature."""
+    """Optional inputs (extras, stage, age) may be absent: mark them not required."""
     from metapredict import schema
 
-    optional = set(schema.extra_columns())
+    optional = {c.name for c in schema.columns(schema.Features) if c.nullable or not c.required}
     for spec in signature.inputs.inputs:
         if spec.name in optional:
             spec._required = False

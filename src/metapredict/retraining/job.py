@@ -264,11 +264,26 @@ def _run(
             step("scoring champion and challenger on the held-out split (bootstrap)")
             challenger_pred = outcome.results[LIGHTGBM].test_prediction
             assert challenger_pred is not None
-            champion_pred = champion.predict_matrix(task_data.X[task_data.test])
+            # The champion encodes with its own categories (its cancer-type codes).
+            test_frame = task_data.frame.iloc[task_data.test]
+            champion_pred = champion.predict_matrix(champion.encode_frame(test_frame))
+            y_test = task_data.y[task_data.test]
+            if task == "tropism":
+                # Compared on the sites both models predict.
+                common = [s for s in task_data.sites if s in champion.sites]
+                if not common:
+                    return finish(
+                        Outcome.REFUSED,
+                        "refused: the champion predicts none of the sites this cohort trains "
+                        f"({', '.join(task_data.sites)})",
+                    )
+                ours = [task_data.sites.index(s) for s in common]
+                y_test, challenger_pred = y_test[:, ours], challenger_pred[:, ours]
+                champion_pred = champion_pred[:, [champion.sites.index(s) for s in common]]
             comparison = bootstrap.paired_bootstrap(
                 task,
                 task_data.y[task_data.train],
-                task_data.y[task_data.test],
+                y_test,
                 champion_pred,
                 challenger_pred,
                 resamples=retrain.bootstrap.resamples,

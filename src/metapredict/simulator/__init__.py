@@ -1,20 +1,24 @@
 """The literature-grounded cohort simulator (the embedded default cohort)."""
 
 from metapredict.simulator.config import (
+    CANCER_TYPES,
     SIMULATOR_VERSION,
     SimulatorConfig,
     default_config,
     load_config,
 )
-from metapredict.simulator.generate import simulate_cohort
-from metapredict.simulator.oracle import OracleScores, score_oracle
+from metapredict.simulator.generate import CLR_PSEUDOCOUNT, simulate_cohort
+from metapredict.simulator.oracle import OracleScores, metastatic_at_diagnosis, score_oracle
 
 __all__ = [
+    "CANCER_TYPES",
+    "CLR_PSEUDOCOUNT",
     "SIMULATOR_VERSION",
     "OracleScores",
     "SimulatorConfig",
     "default_config",
     "load_config",
+    "metastatic_at_diagnosis",
     "score_oracle",
     "simulate_cohort",
 ]

@@ -17,19 +17,39 @@ A TOML file can override any part: ``load_config(path)`` deep-merges it over the
     feature = "neutrophils"
     per_sd = 0.7
     source = "stronger than Wculek & Malanchi 2015, for a sensitivity run"
+
+The simulator keeps its own cancer-type vocabulary (:data:`CANCER_TYPES`): the schema accepts
+any normalised label, but a generative model needs parameters for each type it draws.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metapredict import schema
 
-SIMULATOR_VERSION = "1.0.0"
+SIMULATOR_VERSION = "2.0.0"
+
+#: The primaries the simulator draws (labels as :mod:`metapredict.cancer_types` normalises
+#: them); every per-type table of the configuration has exactly these keys.
+CANCER_TYPES: Final = (
+    "breast",
+    "colorectal",
+    "lung_adenocarcinoma",
+    "melanoma",
+    "prostate",
+    "pancreatic",
+    "gastric",
+    "renal",
+)
+#: Stages of resected primaries (I-III): only these disseminate later from dormant cells.
+RESECTED_STAGES: Final = tuple(s for s in schema.STAGES if s != schema.METASTATIC_STAGE)
+#: Clinical covariates that the simulator can mask (missing completely at random).
+MASKABLE_CLINICAL: Final = ("age_years", "stage")
 
 
 class _Strict(BaseModel):
@@ -62,6 +82,7 @@ class SiteModel(_Strict):
     base_rate: dict[str, float] = Field(
         description="per cancer type, the probability at an average immune profile"
     )
+    base_rate_source: str = Field("", description="where the base rates come from")
     effects: list[Effect] = Field(default_factory=list)
     interactions: list[Interaction] = Field(default_factory=list)
 
@@ -70,7 +91,9 @@ class Composition(_Strict):
     """Logistic-normal model of the 22 LM22 fractions.
 
     log-abundance z = log(base_fraction) + cancer_type_shift + archetype_shift
-    + inflammation_loading * u + noise_sd * e, fractions = softmax(z).
+    + inflammation_loading * u + noise_sd * e, latent fractions = softmax(z). The latent
+    fractions are the tumour's true infiltrate; what a deconvolution reports is
+    :class:`Detection` applied to them.
     """
 
     base_fraction: dict[str, float]
@@ -85,6 +108,34 @@ class Composition(_Strict):
         description="loading of a shared systemic-inflammation factor u ~ N(0, 1)"
     )
     noise_sd: float = Field(gt=0)
+
+
+class Detection(_Strict):
+    """CIBERSORT-like exact zeros: what a deconvolution reports of the latent fractions.
+
+    CIBERSORT fits each sample by nu-support-vector regression on the LM22 signature, clips
+    negative weights to zero and renormalises. A cell type present at a share too small to
+    separate from its collinear neighbours in the signature (naive vs memory CD4 T cells,
+    gamma-delta vs CD8 T cells, resting vs activated dendritic cells) gets a weight at or below
+    zero, i.e. an exact 0. The simulator models this as a detection floor per cell type: in
+    sample s, a latent fraction below ``floor[c] * exp(sample_quality_sd * q_s)`` is set to 0
+    and the row is renormalised (q_s ~ N(0, 1) is the sample's fit quality shared by its 22
+    cells: a noisier sample loses more cells). The largest cell of a sample is always kept.
+    The floors are calibrated (modelling choice) so that, on the default cohort, the share of
+    exact zeros per cell type matches CIBERSORT on bulk tumour RNA-seq: CD4 naive T cells,
+    gamma-delta T cells and eosinophils >= 90 %, resting dendritic cells, activated NK cells,
+    memory B cells and neutrophils 75-85 %, resting memory CD4 T cells, M0/M2 macrophages and
+    resting NK cells almost never, about 45 % of all values overall.
+    ``enabled = false`` reports the latent fractions unchanged (no zeros).
+    """
+
+    enabled: bool = True
+    floor: dict[str, float] = Field(
+        description="per LM22 cell type, the latent fraction below which it is reported as 0"
+    )
+    sample_quality_sd: float = Field(
+        ge=0, description="SD of the per-sample log-multiplier of every floor (fit quality)"
+    )
 
 
 class Extras(_Strict):
@@ -116,10 +167,14 @@ class Relapse(_Strict):
     dormant cells awaken with a Weibull proportional hazard
     H(t) = (t / scale_months[type]) ** shape[type] * exp(dormancy effects); negative
     dormancy effects lengthen dormancy.
+
+    This is the story of a resected stage I-III primary. A stage IV patient is metastatic at
+    diagnosis: relapse observed at month 0 (``distant_relapse_months = 0.0``), oracle risk 1 at
+    every horizon and late-relapse probability 0; the organs follow the same site model.
     """
 
     dissemination_logit: dict[str, float]
-    stage_logit: dict[str, float]
+    stage_logit: dict[str, float] = Field(description="per resected stage (I-III)")
     age_logit_per_decade: float
     dissemination_effects: list[Effect]
     dissemination_interactions: list[Interaction] = Field(default_factory=list)
@@ -138,10 +193,19 @@ class Censoring(_Strict):
 
 
 class Clinical(_Strict):
+    """Cancer type, AJCC stage group (I-IV) and age at diagnosis, and their missingness."""
+
     cancer_type_weights: dict[str, float]
-    stage_weights: dict[str, dict[str, float]]
+    stage_weights: dict[str, dict[str, float]] = Field(
+        description="per cancer type, the share of each stage group I-IV (IV: metastatic at "
+        "diagnosis)"
+    )
     age_mean: dict[str, float]
     age_sd: float = Field(gt=0)
+    missing_rate: dict[str, float] = Field(
+        description="share of patients whose age_years / stage is missing (completely at "
+        "random); outcomes always follow the true values"
+    )
 
 
 class SimulatorConfig(_Strict):
@@ -150,6 +214,7 @@ class SimulatorConfig(_Strict):
     version: str = SIMULATOR_VERSION
     clinical: Clinical
     composition: Composition
+    detection: Detection
     extras: Extras
     relapse: Relapse
     sites: dict[str, SiteModel]
@@ -163,7 +228,7 @@ class SimulatorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_vocabulary(self) -> SimulatorConfig:
-        types, stages = set(schema.CANCER_TYPES), set(schema.STAGES)
+        types, stages = set(CANCER_TYPES), set(schema.STAGES)
         cells, features = (
             set(schema.lm22_columns()),
             set(schema.lm22_columns()) | set(schema.extra_columns()),
@@ -180,6 +245,25 @@ class SimulatorConfig(_Strict):
         for t, w in self.clinical.stage_weights.items():
             need(set(w), stages, f"clinical.stage_weights.{t}")
         need(set(self.clinical.age_mean), types, "clinical.age_mean")
+        need(set(self.clinical.missing_rate), set(MASKABLE_CLINICAL), "clinical.missing_rate")
+        need(set(self.detection.floor), cells, "detection.floor")
+        if any(f < 0 for f in self.detection.floor.values()):
+            problems.append("detection.floor: floors must be non-negative")
+        rates = {
+            **{f"clinical.missing_rate.{k}": v for k, v in self.clinical.missing_rate.items()},
+            **{f"extras.missing_rate.{k}": v for k, v in self.extras.missing_rate.items()},
+        }
+        problems += [f"{k}: a rate must lie in [0, 1)" for k, v in rates.items() if not 0 <= v < 1]
+        for where, weights in {
+            "clinical.cancer_type_weights": self.clinical.cancer_type_weights,
+            **{f"clinical.stage_weights.{t}": w for t, w in self.clinical.stage_weights.items()},
+            **{
+                f"composition.archetype_weights.{t}": w
+                for t, w in self.composition.archetype_weights.items()
+            },
+        }.items():
+            if any(v < 0 for v in weights.values()) or sum(weights.values()) <= 0:
+                problems.append(f"{where}: weights must be non-negative with a positive sum")
         need(set(self.composition.base_fraction), cells, "composition.base_fraction")
         need(set(self.composition.archetype_weights), types, "composition.archetype_weights")
         for t, w in self.composition.archetype_weights.items():
@@ -202,7 +286,7 @@ class SimulatorConfig(_Strict):
         need(set(self.extras.missing_rate), set(schema.extra_columns()), "extras.missing_rate")
         for table in ("dissemination_logit", "scale_months", "shape"):
             need(set(getattr(self.relapse, table)), types, f"relapse.{table}")
-        need(set(self.relapse.stage_logit), stages, "relapse.stage_logit")
+        need(set(self.relapse.stage_logit), set(RESECTED_STAGES), "relapse.stage_logit")
         need(set(self.sites), set(schema.sites()), "sites")
         for organ, site in self.sites.items():
             need(set(site.base_rate), types, f"sites.{organ}.base_rate")
@@ -236,11 +320,18 @@ def _e(feature: str, per_sd: float, source: str, *only: str) -> Effect:
 def _site(
     base: dict[str, float], *effects: Effect, inter: tuple[Interaction, ...] = ()
 ) -> SiteModel:
-    return SiteModel(base_rate=base, effects=list(effects), interactions=list(inter))
+    return SiteModel(
+        base_rate=base,
+        base_rate_source=SITE_BASE_RATES,
+        effects=list(effects),
+        interactions=list(inter),
+    )
 
 
-def _rates(br: float, co: float, lu: float, me: float, pr: float, pa: float) -> dict[str, float]:
-    return dict(zip(schema.CANCER_TYPES, (br, co, lu, me, pr, pa), strict=True))
+def _rates(*values: float) -> dict[str, float]:
+    """One value per cancer type, in :data:`CANCER_TYPES` order (breast, colorectal,
+    lung_adenocarcinoma, melanoma, prostate, pancreatic, gastric, renal)."""
+    return dict(zip(CANCER_TYPES, values, strict=True))
 
 
 MODELLING = "modelling choice (metapredict)"
@@ -259,6 +350,78 @@ ZHAO = "Zhao et al., OncoImmunology 2012"
 MONTEIRO = "Monteiro et al., PLoS One 2013"
 SAWANT = "Sawant et al. 2013"
 LABELLE = "Labelle et al., Cancer Cell 2011"
+ZHANG = "Zhang et al., Nat Commun 2017 (gastric exosomal EGFR primes the liver)"
+PORTAL = "gastric added as a portal-venous GI primary like colorectal (modelling choice)"
+SITE_BASE_RATES = (
+    "SEER and MSK-MET (Nguyen et al., Cell 2022) organ patterns per primary, rounded "
+    "(modelling choice); gastric: Riihimaki et al., Oncotarget 2016 (liver 48 %, peritoneum "
+    "32 %, lung 15 %, bone 12 %); renal: Bianchi et al., Ann Oncol 2012 (lung, bone, distant "
+    "lymph nodes, liver, adrenal, brain)"
+)
+
+
+#: Share of patients metastatic at diagnosis (stage IV) per type: SEER Cancer Stat Facts, the
+#: share diagnosed at distant stage, rounded (modelling choice).
+STAGE_IV_SHARE: Final = _rates(0.06, 0.22, 0.45, 0.045, 0.07, 0.50, 0.35, 0.17)
+
+#: Target share of samples in which each LM22 cell type is exactly 0 (CIBERSORT on bulk tumour
+#: RNA-seq; biology.md): 93 % for the three rarest, 75-85 % for the next four, almost never for
+#: the four most abundant, the rest chosen so that 8-10 cell types are 0 in most samples and
+#: about 46 % of all values are 0 (modelling choice).
+DETECTION_ZERO_SHARE: Final = {
+    "b_cells_naive": 0.40,
+    "b_cells_memory": 0.80,
+    "plasma_cells": 0.25,
+    "t_cells_cd8": 0.15,
+    "t_cells_cd4_naive": 0.93,
+    "t_cells_cd4_memory_resting": 0.01,
+    "t_cells_cd4_memory_activated": 0.65,
+    "t_cells_follicular_helper": 0.20,
+    "t_cells_regulatory": 0.30,
+    "t_cells_gamma_delta": 0.93,
+    "nk_cells_resting": 0.02,
+    "nk_cells_activated": 0.80,
+    "monocytes": 0.40,
+    "macrophages_m0": 0.01,
+    "macrophages_m1": 0.10,
+    "macrophages_m2": 0.005,
+    "dendritic_cells_resting": 0.80,
+    "dendritic_cells_activated": 0.60,
+    "mast_cells_resting": 0.25,
+    "mast_cells_activated": 0.70,
+    "eosinophils": 0.93,
+    "neutrophils": 0.80,
+}
+
+#: Detection floors in LM22 order (latent share of leukocytes, 0.7-4 %), so that each cell
+#: type is 0 in :data:`DETECTION_ZERO_SHARE` of the default cohort: the output of
+#: ``generate.calibrate_detection_floors(default_config(), DETECTION_ZERO_SHARE)``, rounded to
+#: two significant digits (a test checks they agree). Recalibrate after changing the
+#: composition, or the zero shares drift.
+DETECTION_FLOOR: Final = (
+    0.024,  # b_cells_naive
+    0.028,  # b_cells_memory
+    0.030,  # plasma_cells
+    0.029,  # t_cells_cd8
+    0.019,  # t_cells_cd4_naive
+    0.028,  # t_cells_cd4_memory_resting
+    0.021,  # t_cells_cd4_memory_activated
+    0.022,  # t_cells_follicular_helper
+    0.021,  # t_cells_regulatory
+    0.019,  # t_cells_gamma_delta
+    0.0071,  # nk_cells_resting
+    0.025,  # nk_cells_activated
+    0.017,  # monocytes
+    0.026,  # macrophages_m0
+    0.026,  # macrophages_m1
+    0.032,  # macrophages_m2
+    0.039,  # dendritic_cells_resting
+    0.010,  # dendritic_cells_activated
+    0.039,  # mast_cells_resting
+    0.012,  # mast_cells_activated
+    0.0075,  # eosinophils
+    0.021,  # neutrophils
+)
 
 
 def default_config() -> SimulatorConfig:
@@ -338,6 +501,11 @@ def default_config() -> SimulatorConfig:
         "melanoma": {"immune_hot": 0.50, "myeloid_rich": 0.25, "lymphocyte_depleted": 0.25},
         "prostate": {"immune_hot": 0.15, "myeloid_rich": 0.35, "lymphocyte_depleted": 0.50},
         "pancreatic": {"immune_hot": 0.10, "myeloid_rich": 0.55, "lymphocyte_depleted": 0.35},
+        # Thorsson et al., Immunity 2018 (TCGA immune subtypes; modelling choice): gastric spans
+        # EBV/MSI-hot and chromosomally unstable myeloid tumours; clear-cell renal carcinoma is
+        # among the most T-cell-infiltrated primaries.
+        "gastric": {"immune_hot": 0.25, "myeloid_rich": 0.40, "lymphocyte_depleted": 0.35},
+        "renal": {"immune_hot": 0.45, "myeloid_rich": 0.35, "lymphocyte_depleted": 0.20},
     }
     type_shift = {
         "breast": {"plasma_cells": 0.2, "macrophages_m2": 0.1},
@@ -346,6 +514,8 @@ def default_config() -> SimulatorConfig:
         "melanoma": {"t_cells_cd8": 0.3, "macrophages_m1": 0.2},
         "prostate": {"mast_cells_resting": 0.4, "t_cells_regulatory": 0.2},
         "pancreatic": {"macrophages_m2": 0.3, "neutrophils": 0.3, "t_cells_cd8": -0.3},
+        "gastric": {"plasma_cells": 0.3, "neutrophils": 0.2, "mast_cells_resting": 0.2},
+        "renal": {"t_cells_cd8": 0.4, "t_cells_regulatory": 0.2, "macrophages_m1": 0.1},
     }
     composition = Composition(
         base_fraction=base,
@@ -360,6 +530,9 @@ def default_config() -> SimulatorConfig:
             "t_cells_gamma_delta": 0.2,
         },
         noise_sd=0.5,
+    )
+    detection = Detection(
+        floor=dict(zip(cells, DETECTION_FLOOR, strict=True)), sample_quality_sd=0.25
     )
     extras = Extras(
         leukocyte_fraction_logit={
@@ -385,7 +558,8 @@ def default_config() -> SimulatorConfig:
         },
     )
     relapse = Relapse(
-        dissemination_logit=_rates(-1.1, -0.9, -0.3, -0.6, -1.3, 0.7),
+        # Gastric: ~35 % distant relapse after resection; renal (localised RCC): ~20-25 %.
+        dissemination_logit=_rates(-1.1, -0.9, -0.3, -0.6, -1.3, 0.7, -0.5, -1.0),
         stage_logit={"I": -0.9, "II": 0.0, "III": 0.9},
         age_logit_per_decade=0.05,
         dissemination_effects=[
@@ -396,8 +570,10 @@ def default_config() -> SimulatorConfig:
             _e("nk_cells_activated", -0.25, CORREIA),
             _e("platelet_count", 0.20, LABELLE),
         ],
-        scale_months=_rates(110.0, 40.0, 30.0, 55.0, 100.0, 20.0),
-        shape=_rates(1.0, 1.3, 1.2, 1.1, 1.0, 1.3),
+        # Gastric relapses come early (most within 2-3 years); renal has a long tail of late
+        # relapses (shape < 1: a hazard falling slowly, ~10 % after 5 years).
+        scale_months=_rates(110.0, 40.0, 30.0, 55.0, 100.0, 20.0, 26.0, 70.0),
+        shape=_rates(1.0, 1.3, 1.2, 1.1, 1.0, 1.3, 1.3, 0.9),
         dormancy_effects=[
             _e("t_cells_cd8", -0.35, EYLES),
             _e("nk_cells_activated", -0.50, CORREIA, "breast", "melanoma"),
@@ -414,20 +590,21 @@ def default_config() -> SimulatorConfig:
     )
     sites = {
         "bone": _site(
-            _rates(0.60, 0.10, 0.35, 0.20, 0.80, 0.08),
+            _rates(0.60, 0.10, 0.35, 0.20, 0.80, 0.08, 0.12, 0.30),
             _e("t_cells_regulatory", 0.55, ZHAO, "breast", "prostate"),
             _e(
                 "t_cells_cd4_memory_activated",
                 0.50,
-                MONTEIRO,
+                f"{MONTEIRO}; renal bone metastases are purely osteolytic (modelling choice)",
                 "breast",
                 "prostate",
                 "lung_adenocarcinoma",
+                "renal",
             ),
             _e("mdsc_score", 0.45, SAWANT),
         ),
         "lung": _site(
-            _rates(0.30, 0.30, 0.30, 0.45, 0.15, 0.25),
+            _rates(0.30, 0.30, 0.30, 0.45, 0.15, 0.25, 0.15, 0.55),
             _e("neutrophils", 0.50, WCULEK, "breast", "melanoma", "lung_adenocarcinoma"),
             _e("neutrophils", 0.20, SPIEGEL),
             _e("t_cells_gamma_delta", 0.30, COFFELT),
@@ -443,32 +620,61 @@ def default_config() -> SimulatorConfig:
             ),
         ),
         "liver": _site(
-            _rates(0.30, 0.65, 0.20, 0.30, 0.12, 0.70),
-            _e("macrophages_m2", 0.55, YU, "colorectal", "melanoma", "pancreatic"),
-            _e("macrophages_m0", 0.50, COSTA_SILVA, "pancreatic", "colorectal"),
-            _e("nk_cells_activated", -0.60, CORREIA, "breast", "melanoma", "colorectal"),
+            _rates(0.30, 0.65, 0.20, 0.30, 0.12, 0.70, 0.48, 0.20),
+            _e(
+                "macrophages_m2",
+                0.55,
+                f"{YU}; {PORTAL}",
+                "colorectal",
+                "melanoma",
+                "pancreatic",
+                "gastric",
+            ),
+            _e(
+                "macrophages_m0",
+                0.50,
+                f"{COSTA_SILVA}; {ZHANG}",
+                "pancreatic",
+                "colorectal",
+                "gastric",
+            ),
+            _e(
+                "nk_cells_activated",
+                -0.60,
+                f"{CORREIA}; {PORTAL}",
+                "breast",
+                "melanoma",
+                "colorectal",
+                "gastric",
+            ),
         ),
         "brain": _site(
-            _rates(0.10, 0.04, 0.30, 0.30, 0.03, 0.03),
+            _rates(0.10, 0.04, 0.30, 0.30, 0.03, 0.03, 0.03, 0.08),
             _e("monocytes", 0.50, QIAN, "breast", "melanoma", "lung_adenocarcinoma"),
             _e("macrophages_m2", 0.45, SCHREURS, "breast", "melanoma", "lung_adenocarcinoma"),
         ),
         "distant_lymph_node": _site(
-            _rates(0.30, 0.20, 0.30, 0.40, 0.35, 0.20),
+            _rates(0.30, 0.20, 0.30, 0.40, 0.35, 0.20, 0.25, 0.20),
             _e("t_cells_gamma_delta", 0.30, COFFELT),
         ),
-        "pleura": _site(_rates(0.18, 0.07, 0.28, 0.08, 0.05, 0.10)),
-        "adrenal_gland": _site(_rates(0.05, 0.03, 0.20, 0.10, 0.03, 0.05)),
-        "intra_abdominal": _site(_rates(0.10, 0.30, 0.06, 0.20, 0.05, 0.45)),
+        "pleura": _site(_rates(0.18, 0.07, 0.28, 0.08, 0.05, 0.10, 0.08, 0.08)),
+        "adrenal_gland": _site(_rates(0.05, 0.03, 0.20, 0.10, 0.03, 0.05, 0.04, 0.10)),
+        "intra_abdominal": _site(_rates(0.10, 0.30, 0.06, 0.20, 0.05, 0.45, 0.35, 0.06)),
     }
     return SimulatorConfig(
         clinical=Clinical(
-            cancer_type_weights=_rates(0.35, 0.20, 0.15, 0.10, 0.12, 0.08),
-            stage_weights={t: {"I": 0.35, "II": 0.40, "III": 0.25} for t in schema.CANCER_TYPES},
-            age_mean=_rates(58.0, 66.0, 67.0, 60.0, 68.0, 70.0),
+            cancer_type_weights=_rates(0.30, 0.18, 0.14, 0.09, 0.11, 0.07, 0.06, 0.05),
+            # Stage IV at STAGE_IV_SHARE; stages I-III share the rest 35:40:25 (modelling choice).
+            stage_weights={
+                t: {"I": 0.35 * (1 - iv), "II": 0.40 * (1 - iv), "III": 0.25 * (1 - iv), "IV": iv}
+                for t, iv in STAGE_IV_SHARE.items()
+            },
+            age_mean=_rates(58.0, 66.0, 67.0, 60.0, 68.0, 70.0, 67.0, 64.0),
             age_sd=11.0,
+            missing_rate={"age_years": 0.05, "stage": 0.08},
         ),
         composition=composition,
+        detection=detection,
         extras=extras,
         relapse=relapse,
         sites=sites,
