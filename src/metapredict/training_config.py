@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metapredict.metrics import HORIZONS
+from metapredict.sizing import AUTO, Auto
 from metapredict.tasks import TASKS as TASKS
 from metapredict.tasks import Task as Task
 
@@ -26,13 +27,21 @@ class DataConfig(_Strict):
 
 class CVConfig(_Strict):
     folds: Annotated[int, Field(ge=2, le=20)] = 5
+    #: "auto": 5 repeats below 2,000 patients, else 1 (metapredict.sizing).
+    repeats: Annotated[int, Field(ge=1, le=20)] | Auto = AUTO
+    #: Bootstrap resamples of the test split behind each test metric's 95 % interval.
+    bootstrap_resamples: Annotated[int, Field(ge=20, le=5000)] = 200
+
+
+#: The hyperparameters the size rule may set (metapredict.sizing); "auto" lets it.
+SIZED = ("n_estimators", "num_leaves", "min_child_samples")
 
 
 class LightGBMConfig(_Strict):
-    n_estimators: Annotated[int, Field(ge=1, le=10_000)] = 400
+    n_estimators: Annotated[int, Field(ge=1, le=10_000)] | Auto = AUTO
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.02
-    num_leaves: Annotated[int, Field(ge=2, le=1024)] = 3
-    min_child_samples: Annotated[int, Field(ge=1)] = 50
+    num_leaves: Annotated[int, Field(ge=2, le=1024)] | Auto = 3
+    min_child_samples: Annotated[int, Field(ge=1)] | Auto = AUTO
     subsample: Annotated[float, Field(gt=0, le=1)] = 0.8
     colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 0.8
     reg_lambda: Annotated[float, Field(ge=0)] = 5.0
@@ -84,7 +93,7 @@ class DormancyConfig(_Strict):
     data: DataConfig = DataConfig()
     cv: CVConfig = CVConfig()
     model: DormancyModelConfig = DormancyModelConfig(
-        n_estimators=300, learning_rate=0.05, num_leaves=7, min_child_samples=300, reg_lambda=10.0
+        learning_rate=0.05, num_leaves=AUTO, reg_lambda=10.0
     )
     baseline: CoxConfig = CoxConfig()
 
