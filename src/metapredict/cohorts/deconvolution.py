@@ -26,8 +26,10 @@ nu-SVR problems). Absolute mode is not implemented: the output is relative fract
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Final
 
 import numpy as np
@@ -50,7 +52,8 @@ NUS: Final = (0.25, 0.5, 0.75)
 MIN_GENE_OVERLAP: Final = 0.5
 #: Results-table column with the number of signature genes each sample's fit used.
 GENES_USED: Final = "Genes used"
-#: Samples (or permutations) fitted together in one batch; batches run in parallel.
+#: At most this many samples (or permutations) are fitted together in one batch; batches run in
+#: parallel. A row's result does not depend on its batch.
 BATCH: Final = 64
 
 
@@ -134,7 +137,10 @@ def _run(
     on_progress: Callable[[int], None] | None,
 ) -> Fits:
     """:func:`fit_rows` over batches of rows, ``n_jobs`` threads at a time."""
-    spans = [(a, min(len(ys), a + BATCH)) for a in range(0, len(ys), BATCH)]
+    # batches of at most BATCH rows, as many as a multiple of n_jobs, of equal size
+    count = math.ceil(math.ceil(len(ys) / BATCH) / n_jobs) * n_jobs
+    edges = np.linspace(0, len(ys), count + 1).round().astype(int)
+    spans = [(int(a), int(b)) for a, b in pairwise(edges) if b > a]
     parts: list[Fits] = []
     if n_jobs == 1 or len(spans) == 1:
         for a, b in spans:

@@ -23,7 +23,6 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from metapredict.cohorts.errors import CohortInputError
 from metapredict.cohorts.tables import read_text_table
@@ -177,6 +176,8 @@ def quantile_normalise(frame: pd.DataFrame) -> pd.DataFrame:
     rank; ties share the mean of their ranks. Empty cells stay empty: a sample with fewer values
     is mapped through the reference distribution at the same quantiles.
     """
+    from scipy.stats import rankdata  # scipy.stats takes about 2 s to import
+
     values = frame.to_numpy(dtype=float)
     finite = np.isfinite(values)
     out = np.full_like(values, np.nan)

@@ -31,7 +31,6 @@ from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.svm import NuSVR
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +229,8 @@ def linear_nusvr(
 
     left = np.flatnonzero(np.isnan(out).any(axis=1))
     if left.size:
+        from sklearn.svm import NuSVR
+
         logger.debug("%d nu-SVR fit(s) handed to libsvm (no convergence)", left.size)
         for row in left:
             model = NuSVR(kernel="linear", nu=nu, C=cost).fit(x, ys[row])
