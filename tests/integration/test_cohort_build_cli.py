@@ -258,7 +258,8 @@ def test_deconvolve_a_merged_rsem_table_with_tiny_negatives_and_empty_cells(
         "--n-jobs", "1", "--out", str(out),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    text = one_line(result.output)
+    assert result.stdout == ""  # notes, logs and progress go to stderr
+    text = one_line(result.stderr)
     assert "6 small negative value(s)" in text and "set to 0" in text
     assert "12 gene(s) empty in some samples (2 sample(s) affected)" in text
     assert "quantile normalisation off (linear-scale input" in text
