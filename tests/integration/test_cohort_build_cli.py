@@ -197,7 +197,7 @@ def test_expression_to_cohort_through_deconvolve(tmp_path: Path) -> None:
     )  # fmt: skip
     assert deconv.exit_code == 0, deconv.output
     assert "treated as log2" in one_line(deconv.output)
-    assert "quantile normalisation off (chosen" in one_line(deconv.output)
+    assert "quantile normalisation off: chosen" in one_line(deconv.output)
     assert "1 GMT set(s) ignored" in one_line(deconv.output)
     table = pd.read_csv(results, sep="\t")
     assert table.columns[0] == "Mixture" and "mdsc_score" in table.columns
@@ -255,19 +255,20 @@ def test_deconvolve_a_merged_rsem_table_with_tiny_negatives_and_empty_cells(
     out = tmp_path / "res.tsv"
     result = run(
         "deconvolve", str(tmp_path / "rsem.txt"), "--signature", str(tmp_path / "sig.txt"),
-        "--n-jobs", "1", "--out", str(out),
+        "--n-jobs", "1", "--permutations", "20", "--out", str(out),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # notes, logs and progress go to stderr
     text = one_line(result.stderr)
     assert "6 small negative value(s)" in text and "set to 0" in text
     assert "12 gene(s) empty in some samples (2 sample(s) affected)" in text
-    assert "quantile normalisation off (linear-scale input" in text
+    assert "quantile normalisation off: linear-scale input" in text
     assert "148 of 150 signature genes in the file" in text
     assert "genes used per sample: 136-148 (column 'Genes used')" in text
     assert "signature genes absent from the file: 2 (SYN0020, SYN0021)" in text
     assert "signature genes empty in some samples: 12 (SYN0000," in text
     assert "2 sample(s) fitted without the ones they lack" in text
+    assert "one permutation null per gene set (2 gene sets)" in text
     table = pd.read_csv(out, sep="\t")
     assert table["Genes used"].tolist() == [148, 148, 136, 148, 148, 136]
     estimated = table[[c for c in table.columns if c in schema.lm22_labels()]].to_numpy()

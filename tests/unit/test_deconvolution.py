@@ -455,6 +455,16 @@ def test_quantile_normalisation_in_deconvolve_covers_every_gene_of_the_file(
     assert not np.allclose(plain.fractions.to_numpy(), normalised.fractions.to_numpy())
 
 
+def test_minus_infinity_is_log2_of_zero_and_other_infinities_are_empty() -> None:
+    table = np.log2(rsem_like(seed=9).clip(lower=0) + 1)
+    table.iloc[0, 0] = -np.inf
+    table.iloc[1, 1] = np.inf
+    out, check = prepare_expression(table, source="log.tsv", quantile_normalize=False)
+    assert out.iloc[0, 0] == 0.0
+    assert np.isnan(out.iloc[1, 1])
+    assert "1 infinite value(s) read as empty cells" in check.notes
+
+
 def test_empty_cells_are_kept_and_counted() -> None:
     table = rsem_like(seed=8).clip(lower=0)
     table.iloc[:30, :4] = np.nan

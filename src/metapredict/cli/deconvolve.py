@@ -91,8 +91,10 @@ def deconvolve(
         for note in check.notes:
             console.print(f"note: {note}")
         console.print(
-            f"quantile normalisation {'on' if check.quantile_normalise else 'off'} "
-            f"({check.quantile_reason}; --quantile-normalize/--no-quantile-normalize to choose)"
+            f"quantile normalisation {'on' if check.quantile_normalise else 'off'}: "
+            f"{check.quantile_reason} (--quantile-normalize or --no-quantile-normalize to "
+            "choose)",
+            markup=False,
         )
         with Progress(
             "[progress.description]{task.description}",
@@ -176,6 +178,8 @@ def summary_lines(result: DeconvolutionResult, out: Path) -> list[str]:
             f"({_names(result.partly_missing_genes)}); {result.samples_missing_genes:,} "
             "sample(s) fitted without the ones they lack"
         )
+    if result.gene_sets > 1 and result.p_value.notna().any():
+        lines.append(f"p-values: one permutation null per gene set ({result.gene_sets} gene sets)")
     return lines
 
 

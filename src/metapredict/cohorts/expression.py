@@ -122,7 +122,7 @@ def _looks_like_counts(values: np.ndarray) -> bool:
 
 
 def _value_summary(values: np.ndarray) -> tuple[float, float, float, float, float]:
-    """median, share negative, min, max and interquartile range of the finite values."""
+    """Median, share negative, min, max and interquartile range of the finite values."""
     finite = values[np.isfinite(values)]
     q25, median, q75 = np.percentile(finite, [25, 50, 75])
     share = float(np.mean(finite < 0))
@@ -217,10 +217,13 @@ def prepare_expression(
     if frame.shape[1] == 0:
         raise CohortInputError(f"{source}: no sample columns")
     frame = frame.astype(float)
-    infinite = np.isinf(frame.to_numpy())
-    if infinite.any():
-        check.notes.append(f"{int(infinite.sum())} infinite value(s) read as empty cells")
-        frame = frame.mask(infinite)
+    # -inf is log2(0) in a log-scale file (2**-inf = 0 below); anything else infinite is empty
+    values = frame.to_numpy()
+    log_scale = float(np.nanmax(np.where(np.isfinite(values), values, np.nan), initial=-np.inf))
+    bad = np.isposinf(values) | (np.isneginf(values) & (log_scale >= LOG_SCALE_MAX))
+    if bad.any():
+        check.notes.append(f"{int(bad.sum())} infinite value(s) read as empty cells")
+        frame = frame.mask(bad)
     empty = frame.isna()
     empty_rows = empty.all(axis=1)
     if empty_rows.all():
@@ -261,9 +264,9 @@ def prepare_expression(
     if quantile_normalize is None:
         check.quantile_normalise = check.unlogged
         check.quantile_reason = (
-            "log-scale input, as arrays come (CIBERSORT's default for arrays)"
+            "log-scale input, as arrays come; CIBERSORT normalises arrays"
             if check.unlogged
-            else "linear-scale input, as RNA-seq TPM comes (CIBERSORTx's advice for RNA-seq)"
+            else "linear-scale input, as RNA-seq TPM comes; CIBERSORTx advises against it there"
         )
     else:
         check.quantile_normalise = quantile_normalize
