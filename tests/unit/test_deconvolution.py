@@ -17,13 +17,19 @@ from cohort_fixtures import LM22_LABELS, dirichlet_fractions, mix, synthetic_sig
 
 from metapredict import schema
 from metapredict.cohorts.cibersort import read_immune_table
-from metapredict.cohorts.deconvolution import deconvolve, results_table
+from metapredict.cohorts.deconvolution import (
+    deconvolve,
+    results_table,
+    standardise_signature,
+    zscore_rows,
+)
 from metapredict.cohorts.errors import CohortInputError
 from metapredict.cohorts.expression import (
     prepare_expression,
     prepare_signature,
     quantile_normalise,
 )
+from metapredict.cohorts.nusvr import linear_nusvr
 from metapredict.cohorts.signatures import read_gmt, score_gene_sets
 
 
@@ -325,6 +331,38 @@ def test_fractions_agree_with_a_plain_nusvr_loop_per_cell_type() -> None:
         r = [np.corrcoef(ours[rows, k], theirs[rows, k])[0, 1] for k in range(len(LM22_LABELS))]
         assert min(r) >= 0.99, r
     assert np.abs(ours - theirs).max() < 0.05
+
+
+@pytest.mark.parametrize("nu", [0.25, 0.5, 0.75])
+def test_the_interior_point_solver_reaches_libsvms_optimum(
+    signature: pd.DataFrame, nu: float
+) -> None:
+    from sklearn.svm import NuSVR
+
+    x = standardise_signature(signature.to_numpy())
+    expression = mix(signature, dirichlet_fractions(5, seed=33), noise_sd=0.3, seed=34)
+    ys = zscore_rows(expression.to_numpy().T)
+    ours = linear_nusvr(x, ys, nu)
+    tight = np.array([NuSVR(kernel="linear", nu=nu, tol=1e-7).fit(x, y).coef_[0] for y in ys])
+    np.testing.assert_allclose(ours, tight, atol=1e-3)
+
+
+def test_rows_the_solver_cannot_finish_go_to_libsvm(signature: pd.DataFrame) -> None:
+    from sklearn.svm import NuSVR
+
+    x = standardise_signature(signature.to_numpy())
+    ys = zscore_rows(mix(signature, dirichlet_fractions(2, seed=35), noise_sd=0.3).to_numpy().T)
+    handed_over = linear_nusvr(x, ys, 0.5, max_steps=1)
+    libsvm = np.array([NuSVR(kernel="linear", nu=0.5).fit(x, y).coef_[0] for y in ys])
+    np.testing.assert_array_equal(handed_over, libsvm)
+
+
+def test_a_constant_sample_gets_no_weight(signature: pd.DataFrame) -> None:
+    x = standardise_signature(signature.to_numpy())
+    np.testing.assert_array_equal(linear_nusvr(x, np.zeros((2, len(x))), 0.5), 0.0)
+    flat = pd.DataFrame(5.0, index=signature.index, columns=["FLAT"])
+    result = deconvolve(flat, signature, n_jobs=1)
+    assert (result.fractions.to_numpy() == 0).all()
 
 
 # ---------------------------------------------------------------------------------------------
