@@ -290,6 +290,19 @@ def test_permutation_nulls_serve_each_gene_set(signature: pd.DataFrame) -> None:
     assert (result.p_value <= 0.05).all()
 
 
+def test_many_gene_sets_with_permutations_are_warned_about(
+    signature: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    small = signature.iloc[:120]
+    expression = mix(small, dirichlet_fractions(12, seed=28), noise_sd=0.1, seed=29)
+    for j, sample in enumerate(expression.columns):
+        expression.loc[expression.index[j], sample] = np.nan  # every sample its own gene set
+    with caplog.at_level("WARNING", logger="metapredict.cohorts.deconvolution"):
+        result = deconvolve(expression, small, permutations=2, n_jobs=1)
+    assert result.gene_sets == 12
+    assert "12 distinct gene sets" in caplog.text and "24 extra fits" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------
 # Agreement with an independent implementation: a plain scikit-learn NuSVR loop
 

@@ -50,6 +50,8 @@ NUS: Final = (0.25, 0.5, 0.75)
 #: Refuse when fewer than this share of signature genes are in the expression matrix (for the
 #: file, and for any one sample).
 MIN_GENE_OVERLAP: Final = 0.5
+#: Above this many distinct gene sets, permutations (one null per gene set) are warned about.
+MANY_GENE_SETS: Final = 10
 #: Results-table column with the number of signature genes each sample's fit used.
 GENES_USED: Final = "Genes used"
 #: At most this many samples (or permutations) are fitted together in one batch; batches run in
@@ -258,6 +260,14 @@ def deconvolve(
         len(groups),
         permutations,
     )
+    if permutations and len(groups) > MANY_GENE_SETS:
+        logger.warning(
+            "%d distinct gene sets (samples lack different genes): one null of %d permutations "
+            "each, %d extra fits",
+            len(groups),
+            permutations,
+            permutations * len(groups),
+        )
     if on_plan is not None:
         on_plan(n + permutations * len(groups))
     weights = np.zeros((n, signature.shape[1]))
