@@ -516,6 +516,15 @@ def test_minus_infinity_is_log2_of_zero_and_other_infinities_are_empty() -> None
     assert "1 infinite value(s) read as empty cells" in check.notes
 
 
+def test_a_sample_with_no_values_is_refused_by_name() -> None:
+    table = rsem_like(seed=10).clip(lower=0)
+    table[3] = np.nan
+    with pytest.raises(CohortInputError, match=r"merged.tsv: 1 sample column\(s\) .*\(3\)"):
+        prepare_expression(table, source="merged.tsv")
+    empty_column = quantile_normalise(table)
+    assert empty_column[3].isna().all() and empty_column.drop(columns=3).notna().all().all()
+
+
 def test_empty_cells_are_kept_and_counted() -> None:
     table = rsem_like(seed=8).clip(lower=0)
     table.iloc[:30, :4] = np.nan

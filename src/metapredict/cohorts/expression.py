@@ -193,9 +193,12 @@ def quantile_normalise(frame: pd.DataFrame) -> pd.DataFrame:
         reference = np.zeros(size)
         for column in columns:
             ordered = np.sort(column)
-            reference += np.interp(grid, np.linspace(0.0, 1.0, len(ordered)), ordered)
-        reference /= len(columns)
+            if len(ordered):
+                reference += np.interp(grid, np.linspace(0.0, 1.0, len(ordered)), ordered)
+        reference /= sum(1 for column in columns if len(column))
         for j, column in enumerate(columns):
+            if not len(column):
+                continue
             quantiles = (rankdata(column, method="average") - 1) / max(len(column) - 1, 1)
             out[finite[:, j], j] = np.interp(quantiles, grid, reference)
     return pd.DataFrame(out, index=frame.index, columns=frame.columns)
@@ -225,6 +228,13 @@ def prepare_expression(
         check.notes.append(f"{int(bad.sum())} infinite value(s) read as empty cells")
         frame = frame.mask(bad)
     empty = frame.isna()
+    empty_columns = empty.all(axis=0)
+    if empty_columns.any():
+        names = [str(c) for c in frame.columns[empty_columns]]
+        raise CohortInputError(
+            f"{source}: {len(names)} sample column(s) have no values "
+            f"({', '.join(names[:5])}); remove them"
+        )
     empty_rows = empty.all(axis=1)
     if empty_rows.all():
         raise CohortInputError(f"{source}: every gene is empty in every sample")
