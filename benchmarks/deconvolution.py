@@ -8,7 +8,8 @@ written as a tab-separated file (about 80 MB) as users bring them.
 Timed: the command itself in a fresh interpreter (reading the file included), started through
 ``benchmarks/peak_rss.py`` for its own peak resident memory; without permutations and with 100,
 alternating. Also one run on a "merged" copy of the file in which 40 % of the samples lack
-3,000 genes (30 of them signature genes), which gives two gene sets and so two nulls.
+3,000 genes (30 of them signature genes), which gives two gene sets and so two nulls, and one on
+a log2 copy, for which quantile normalisation is on by default.
 
 Answers: fractions from the command against the implementation before issue 15 (one libsvm
 ``NuSVR`` fit per sample and nu, copied below as :func:`reference_fit`), on the first samples
@@ -232,8 +233,10 @@ def run(opts: PartOptions) -> Report:
         merged_path = tmp / "merged.txt"
         signature.to_csv(sig_path, sep="\t", float_format="%.6g")
         expression.to_csv(expr_path, sep="\t", float_format="%.6g")
+        log2_path = tmp / "log2.txt"
         if not opts.quick:
             merged_copy(expression).to_csv(merged_path, sep="\t", float_format="%.6g", na_rep="")
+            np.log2(expression + 1.0).to_csv(log2_path, sep="\t", float_format="%.6g")
         log(
             f"  wrote {size.samples} x {size.genes:,} expression "
             f"({expr_path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.0f} s"
@@ -273,7 +276,17 @@ def run(opts: PartOptions) -> Report:
                 "--permutations",
                 str(PERMUTATIONS),
             )
-        failed = [r for r in [*plain, *permuted, *([merged] if merged else [])] if not r.ok]
+        logged: Run | None = None
+        if not opts.quick:
+            logged = deconvolve_once(
+                "log2 copy (quantile normalisation on), no permutations",
+                log2_path,
+                sig_path,
+                tmp / "log2-out.txt",
+                tmp,
+            )
+        extra = [r for r in (merged, logged) if r is not None]
+        failed = [r for r in [*plain, *permuted, *extra] if not r.ok]
         if failed:
             raise RuntimeError(f"metapredict deconvolve failed:\n{failed[0].detail}")
 
@@ -325,7 +338,7 @@ def run(opts: PartOptions) -> Report:
     ]
     rows = [
         (r.label, fmt_num(r.seconds, 1), fmt_num(r.peak_mib, 0))
-        for r in [*plain, *permuted, *([merged] if merged else [])]
+        for r in [*plain, *permuted, *extra]
     ]
     report.add(
         f"Runs ({size.samples} samples x {size.genes:,} genes, 2 cores, --n-jobs 2)",
@@ -369,7 +382,8 @@ def run(opts: PartOptions) -> Report:
         f"`--permutations {PERMUTATIONS}` alternate, and the extra time is the ratio within "
         "each pair.\n"
         "- The merged run (full mode) lacks 3,000 genes in 40 % of the samples: two gene sets, "
-        "so two nulls of 100 permutations each.\n"
+        "so two nulls of 100 permutations each. The log2 run (full mode) reads log2(x + 1) of "
+        "the same file, which turns quantile normalisation on by default (as for arrays).\n"
         "- Answers: the pre-issue-15 `fit_one` (copied into this module) on the first samples "
         "of the same file, in this process with 2 worker processes; r per cell type across "
         "those samples.",
