@@ -388,6 +388,11 @@ def run(opts: PartOptions) -> Report:
         "of the same file, in this process with 2 worker processes; r per cell type across "
         "those samples.",
     )
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    report.notes.append(
+        f"Load average at the end (1, 5, 15 min): {load}; the timed runs are single shots on a "
+        "2-core machine, so another job running alongside slows them."
+    )
     return report
 
 
