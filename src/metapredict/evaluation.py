@@ -350,11 +350,12 @@ def cross_validate(
     if resamples > 0:
         if progress:
             progress(f"{data.task} {family}: bootstrap intervals of the test metrics")
+        reference = assessment.ipcw_reference(y_train, seed) if data.task == "dormancy" else None
         result.test_ci = assessment.bootstrap_intervals(
-            lambda y, p: score(data.task, y_train, y, p, data.sites),
+            lambda y, p: score(data.task, reference, y, p, data.sites),
             y_test,
             prediction,
-            resamples=resamples,
+            resamples=assessment.bounded_resamples(resamples, len(y_test)),
             seed=seed,
         )
     result.reasons = assessment.nan_reasons(data.task, y_train, y_test, result.test)
