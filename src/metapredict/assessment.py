@@ -180,6 +180,24 @@ def trivial_flags(
     return flags
 
 
+def cv_flags(cv: dict[str, float], km_reference: Sequence[float]) -> list[str]:
+    """Cross-validated means worse than a model without features (chance; the KM curve)."""
+    flags = [
+        f"CV {name} {cv[name]:.3f} is below chance (0.5)"
+        for name in ("macro_auroc", "harrell_c", "uno_c")
+        if name in cv and np.isfinite(cv[name]) and cv[name] < 0.5
+    ]
+    ibs = cv.get("integrated_brier", math.nan)
+    if km_reference and np.isfinite(ibs):
+        reference = float(np.mean(km_reference))
+        if ibs > reference:
+            flags.append(
+                f"CV integrated_brier {ibs:.3f} ± {cv.get('integrated_brier_std', math.nan):.3f} "
+                f"is worse than the Kaplan-Meier curve given to everyone ({reference:.3f})"
+            )
+    return flags
+
+
 def km_integrated_brier(y_train: Any, y_test: Any) -> float:
     """The integrated Brier score of the training Kaplan-Meier risk given to every patient."""
     from sksurv.nonparametric import kaplan_meier_estimator

@@ -318,6 +318,7 @@ def cross_validate(
     )
     total = folds * repeats
     per_fold: list[dict[str, float]] = []
+    km_reference: list[float] = []  # dormancy: the Kaplan-Meier curve's IBS on each fold
     for k, (tr, va) in enumerate(splitter.split(X_train, data.strata[data.train]), start=1):
         if progress:
             progress(f"{data.task} {family}: fold {k}/{total}")
@@ -331,6 +332,8 @@ def cross_validate(
                 data.sites,
             )
         )
+        if data.task == "dormancy" and np.isfinite(per_fold[-1].get("integrated_brier", np.nan)):
+            km_reference.append(assessment.km_integrated_brier(y_train[tr], y_train[va]))
     result = FamilyResult(family=family, fold_test_fraction=1.0 / (folds - 1))
     for name in per_fold[0]:
         values = np.array([f[name] for f in per_fold], dtype=float)
@@ -360,6 +363,7 @@ def cross_validate(
         )
     result.reasons = assessment.nan_reasons(data.task, y_train, y_test, result.test)
     result.flags = assessment.trivial_flags(data.task, y_train, y_test, result.test, data.sites)
+    result.flags += assessment.cv_flags(result.cv, km_reference)
     return result
 
 

@@ -112,3 +112,14 @@ def test_an_integrated_brier_worse_than_the_kaplan_meier_curve_is_flagged() -> N
         "dormancy", y_train, y_test, {"integrated_brier": reference - 0.01}, ()
     )
     assert fine == []
+
+
+def test_cv_means_worse_than_trivial_are_flagged() -> None:
+    cv = {"harrell_c": 0.48, "integrated_brier": 0.52, "integrated_brier_std": 0.39}
+    flags = assessment.cv_flags(cv, km_reference=[0.20, 0.22])
+    assert flags == [
+        "CV harrell_c 0.480 is below chance (0.5)",
+        "CV integrated_brier 0.520 ± 0.390 is worse than the Kaplan-Meier curve given to "
+        "everyone (0.210)",
+    ]
+    assert assessment.cv_flags({"harrell_c": 0.7, "integrated_brier": 0.15}, [0.2]) == []

@@ -121,8 +121,9 @@ def train(
     for name, reason in best.reasons.items():
         if name in KEY_METRICS[task] or name == main:
             console.print(f"{name} is missing: {reason}")
-    for flag in best.flags:
-        console.print(f"[yellow]flag:[/yellow] {flag}")
+    for family, result in outcome.results.items():
+        for flag in result.flags:
+            console.print(f"[yellow]flag ({family}):[/yellow] {flag}")
     for warning in outcome.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if outcome.sizing:
