@@ -127,7 +127,10 @@ def test_model_families_are_child_runs_with_identical_metric_names(
     by_family = {c.data.tags["model_family"]: set(c.data.metrics) for c in children}
     baseline = "logistic_regression" if task == "tropism" else "cox_ph"
     assert set(by_family) == {"lightgbm", baseline, "oracle"}
-    assert by_family["lightgbm"] == by_family[baseline]
+    # the registered model's test metrics also carry their bootstrap intervals
+    intervals = {m for m in by_family["lightgbm"] if m.endswith(("_ci95_low", "_ci95_high"))}
+    assert "test_macro_auroc_ci95_low" in intervals or "test_harrell_c_ci95_low" in intervals
+    assert by_family["lightgbm"] - intervals == by_family[baseline]
     main = "test_macro_auroc" if task == "tropism" else "test_harrell_c"
     assert main in by_family["oracle"]
 
@@ -166,7 +169,7 @@ def test_mlflow_pyfunc_returns_the_same_probabilities(
 
 
 def test_second_training_registers_a_challenger(tmp_store: Any) -> None:
-    config = tiny_training_config("tropism", n_estimators=20)
+    config = tiny_training_config("tropism", n_estimators=20, learning_rate=0.1)
     first = run_training(config, settings=tmp_store)
     second = run_training(config, settings=tmp_store)
     assert (first.registered.alias, second.registered.alias) == ("champion", "challenger")
@@ -199,7 +202,10 @@ def test_train_cli_trains_on_a_user_cohort_file(tmp_store: Any, tmp_path: Path) 
     real_like = cohort.drop(columns=list(schema.oracle_columns()))
     data = _write_cohort(tmp_path / "cohort.parquet", real_like)
     config = tmp_path / "tropism.toml"
-    config.write_text("[cv]\nfolds = 2\n[model]\nn_estimators = 30\ncalibration_folds = 2\n")
+    config.write_text(
+        "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[model]\nn_estimators = 30\n"
+        "learning_rate = 0.1\ncalibration_folds = 2\n"
+    )
     result = CliRunner().invoke(
         app, ["train", "tropism", "--data", str(data), "--config", str(config)]
     )
@@ -229,7 +235,7 @@ def test_a_stale_no_champion_read_cannot_make_a_second_champion(
     """Two first trainings at once: the loser's check saw no champion, the lock sees one."""
     from metapredict.registry import promotion
 
-    config = tiny_training_config("tropism", n_estimators=10)
+    config = tiny_training_config("tropism", n_estimators=10, learning_rate=0.2)
     first = run_training(config, settings=tmp_store)
     monkeypatch.setattr(promotion, "champion_version", lambda task, settings=None: None)
     second = run_training(config, settings=tmp_store)
