@@ -1,0 +1,170 @@
+"""Prediction intervals: a bootstrap ensemble of the fitted LightGBM model.
+
+After the model is fitted, ``members`` copies of it are refitted, with the same
+hyperparameters, on bootstrap resamples of the same training rows (each with its own seed).
+How much the members disagree about a patient is how much the prediction would move had the
+model been trained on another cohort of the same size from the same population: the
+estimation uncertainty of that patient's probability.
+
+The interval of an output is built on the log-odds scale around the main model's own estimate:
+
+    logit(p) +/- z * sd,   mapped back with the logistic function,
+
+where ``p`` is the main model's prediction (the point estimate the service returns), ``sd``
+the standard deviation of the members' log-odds for that patient and output, and ``z`` the
+standard normal quantile of the level (1.645 at 90 %). A standard deviation from 10-20
+members is steadier than their 5th and 95th percentiles; the interval is centred on ``p`` on the
+log-odds scale, so ``p`` lies inside it by construction (and the bounds are clamped to contain
+it against rounding), and it stays inside [0, 1].
+
+Tropism members reuse the main model's per-site Platt calibration instead of refitting
+calibration folds (a member costs one fit per site, not four). What the interval does not
+contain is the model's bias (e.g. the pull towards the average of shallow, regularised trees):
+``benchmarks/intervals.py`` measures how often the simulator's true probabilities fall
+inside.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Annotated, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.base import clone
+
+from metapredict.models.dormancy import OUTPUT_MONTHS, DiscreteTimeHazard, outputs_from_hazards
+from metapredict.models.fast_rows import NORMAL, RAW, FastRowCache, fast_rows, predict_rows
+from metapredict.models.tropism import TropismClassifier
+
+FloatArray = NDArray[np.float64]
+Estimator = TropismClassifier | DiscreteTimeHazard
+
+#: Probabilities are clipped to [EPS, 1 - EPS] before taking log-odds (risks can be exactly 0).
+EPS = 1e-9
+
+
+class IntervalConfig(BaseModel):
+    """How prediction intervals are fitted (defaults documented in docs/intervals.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Bootstrap members refitted after the main model; 0 fits none (no intervals).
+    members: Annotated[int, Field(ge=0, le=200)] = 10
+    #: Nominal coverage of each interval.
+    level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.9
+    #: Added to the training seed: the resamples' and the members' seeds.
+    seed_offset: int = 1000
+
+
+class BootstrapEnsemble:
+    """Members refitted on bootstrap resamples; :meth:`bounds` gives the intervals."""
+
+    def __init__(self, members: list[Estimator], level: float) -> None:
+        if len(members) < 2:
+            raise ValueError("a bootstrap ensemble needs at least 2 members")
+        self.members = members
+        self.level = level
+        self._rows = FastRowCache()
+
+    @property
+    def z(self) -> float:
+        return statistics.NormalDist().inv_cdf(0.5 + self.level / 2.0)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"members": self.members, "level": self.level}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.members = state["members"]
+        self.level = state["level"]
+        self._rows = FastRowCache()
+
+    # -- the members' predictions ----------------------------------------------------------
+
+    def member_logits(self, X: FloatArray) -> FloatArray:
+        """(members, n, outputs): each member's predictions on the log-odds scale."""
+        first = self.members[0]
+        small = fast_rows(X, int(first.n_features_in_))
+        if isinstance(first, TropismClassifier):
+            return self._tropism_logits(X, small)
+        return self._dormancy_logits(X, small)
+
+    def _tropism_logits(self, X: FloatArray, small: FloatArray | None) -> FloatArray:
+        members: list[TropismClassifier] = self.members
+        if small is None:
+            return np.stack([m.margins(X) for m in members])
+        # Every member's every site in one pass of the single-row fast path.
+        n_sites = members[0].n_outputs_
+        boosters = [b for m in members for b in m.boosters_]
+        predictors = self._rows.get_all(boosters, RAW, small.shape[1])
+        out = np.empty((small.shape[0], len(boosters), 1))
+        predict_rows(predictors, small, out)
+        raw = out[:, :, 0].reshape(small.shape[0], len(members), n_sites).transpose(1, 0, 2)
+        slopes, intercepts = members[0]._calibration()  # shared: the main model's
+        result: FloatArray = raw * slopes + intercepts
+        return result
+
+    def _dormancy_logits(self, X: FloatArray, small: FloatArray | None) -> FloatArray:
+        members: list[DiscreteTimeHazard] = self.members
+        if small is None:
+            risks = np.stack([m.predict_outputs(X) for m in members])
+        else:
+            first = members[0]
+            k = round(OUTPUT_MONTHS / first.interval_months)
+            rows = first._expand(small, k)
+            boosters = [m.booster_ for m in members]
+            predictors = self._rows.get_all(boosters, NORMAL, rows.shape[1])
+            out = np.empty((rows.shape[0], len(members), 1))
+            predict_rows(predictors, rows, out)
+            hazards = out[:, :, 0].T.reshape(len(members) * small.shape[0], k)
+            risks = outputs_from_hazards(hazards, first.interval_months).reshape(
+                len(members), small.shape[0], -1
+            )
+        return logit(risks)
+
+    # -- intervals ---------------------------------------------------------------------------
+
+    def bounds(self, X: FloatArray, outputs: FloatArray) -> FloatArray:
+        """(n, outputs, 2): lower and upper bound around the point estimates ``outputs``."""
+        spread = self.member_logits(X).std(axis=0, ddof=1)
+        centre = logit(outputs)
+        half = self.z * spread
+        lower = 1.0 / (1.0 + np.exp(half - centre))
+        upper = 1.0 / (1.0 + np.exp(-(centre + half)))
+        out = np.empty((*outputs.shape, 2))
+        # The point lies inside even where rounding (or a clipped 0 or 1) would put it outside.
+        out[..., 0] = np.minimum(lower, outputs)
+        out[..., 1] = np.maximum(upper, outputs)
+        return out
+
+
+def logit(p: FloatArray) -> FloatArray:
+    q = np.clip(p, EPS, 1.0 - EPS)
+    result: FloatArray = np.log(q) - np.log1p(-q)
+    return result
+
+
+def fit_ensemble(
+    estimator: Estimator, X: FloatArray, y: Any, *, config: IntervalConfig, seed: int
+) -> BootstrapEnsemble | None:
+    """Refit ``estimator`` ``config.members`` times on bootstrap resamples of (X, y).
+
+    Tropism members are fitted without calibration folds and take the main model's
+    calibration. None when ``config.members`` is 0.
+    """
+    if config.members == 0:
+        return None
+    rng = np.random.default_rng([seed + config.seed_offset, X.shape[0]])
+    members: list[Estimator] = []
+    for b in range(config.members):
+        idx = rng.integers(0, X.shape[0], size=X.shape[0])
+        member = clone(estimator).set_params(random_state=seed + config.seed_offset + b)
+        if isinstance(estimator, TropismClassifier):
+            member.set_params(calibration="none")
+            member.fit(X[idx], y[idx])
+            member.calibrators_ = list(estimator.calibrators_)
+        else:
+            member.fit(X[idx], y[idx])
+        members.append(member)
+    return BootstrapEnsemble(members, config.level)
