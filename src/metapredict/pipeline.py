@@ -171,7 +171,6 @@ def build_predictor(
         categories=dict(data.categories),
         sites=data.sites,
     )
-    started = time.perf_counter()
     predictor.intervals = fit_ensemble(
         estimator,
         data.X[data.train],
@@ -184,7 +183,7 @@ def build_predictor(
             "%s: %d bootstrap members for the prediction intervals in %.1f s",
             config.task,
             len(predictor.intervals.members),
-            time.perf_counter() - started,
+            predictor.intervals.fit_seconds,
         )
     if isinstance(config, DormancyConfig):
         risk_120 = predictor.predict_matrix(data.X[data.train])[:, 2]
