@@ -28,7 +28,6 @@ from benchmarks.common import (
     Report,
     Spread,
     Target,
-    fmt_num,
     log,
     md_table,
     options,
@@ -101,7 +100,7 @@ def measure(task: str, patients: int, store: Path, fresh: Any, quick: bool) -> M
     if predictor.intervals is None:
         raise RuntimeError(f"the {task} model was trained without intervals")
     # The task's rows among fresh patients: relapsed (tropism), resected stage I-III (dormancy).
-    months, event = schema.survival_columns()
+    event = schema.survival_columns()[1]
     if task == "tropism":
         rows = fresh[fresh[event].astype(bool)]
     else:
@@ -190,7 +189,9 @@ def _variance_share(m: Measured) -> float:
 def run(opts: PartOptions) -> Report:
     from metapredict.simulator import default_config, simulate_cohort
 
-    report = Report("intervals", "Prediction intervals: coverage of the true probabilities", opts.quick)
+    report = Report(
+        "intervals", "Prediction intervals: coverage of the true probabilities", opts.quick
+    )
     report.command = opts.command
     sizes = QUICK_SIZES if opts.quick else SIZES
     n_eval = QUICK_EVAL_PATIENTS if opts.quick else EVAL_PATIENTS

@@ -1,9 +1,10 @@
 """Every benchmark in one go (``make bench``): results in benchmarks/results/*.md + summary.md.
 
 Order: quality (trains both tasks on seeds 7 and 11 into throwaway stores; seed 7's champions
-are the default-config models the next parts serve), serving, batch scoring, cold start, and
-last training scaling, which gets what is left of the time budget (15 minutes for ``make
-bench`` including building the venv; see benchmarks/README.md).
+are the default-config models the next parts serve), serving, batch scoring, cold start,
+intervals (trains its own models at 500 and 20,000 patients), and last training scaling, which
+gets what is left of the time budget (15 minutes for ``make bench`` including building the
+venv; see benchmarks/README.md).
 Run: ``python -m benchmarks.run_all [--quick] [--budget-seconds S]``.
 """
 
@@ -15,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import batch_scoring, cold_start, quality, serving, training_scaling
+from benchmarks import batch_scoring, cold_start, intervals, quality, serving, training_scaling
 from benchmarks.common import (
     PartOptions,
     Report,
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch scoring", "benchmarks.batch_scoring", lambda o: batch_scoring.run(o, store=store)
         )
         part("cold start", "benchmarks.cold_start", lambda o: cold_start.run(o, store=store))
+        part("intervals", "benchmarks.intervals", intervals.run)
         left = budget - (time.perf_counter() - started)
         scaling_budget = max(left, QUICK_SCALING_FLOOR_S if opts.quick else SCALING_FLOOR_S)
         log(f"training scaling gets {scaling_budget:.0f} s")

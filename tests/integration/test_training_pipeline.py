@@ -158,9 +158,10 @@ def test_mlflow_pyfunc_returns_the_same_probabilities(
     model = mlflow.pyfunc.load_model(f"models:/metapredict-{task}@champion")
     predictor = registry.load(task, "champion", trained_store.settings)
     frame = input_example(predictor, rows=2)
-    native = predictor.predict(frame)
+    native = predictor.predict_batch(frame)  # the outputs, then their intervals
     via_pyfunc = model.predict(frame)
-    assert list(via_pyfunc.columns) == list(native.columns)
+    assert list(via_pyfunc.columns) == list(native.columns) == list(predictor.batch_columns)
+    assert len(native.columns) == 3 * len(predictor.output_names)
     np.testing.assert_allclose(via_pyfunc.to_numpy(), native.to_numpy(), rtol=0, atol=1e-12)
     assert ((via_pyfunc.to_numpy() >= 0) & (via_pyfunc.to_numpy() <= 1)).all()
 

@@ -169,9 +169,7 @@ def fit_ensemble(
         # One LightGBM thread per member, members side by side: faster than one member at a
         # time on all threads, and every concurrent LightGBM call uses the same num_threads
         # (see boosting.PREDICT_THREADS).
-        member = clone(estimator).set_params(
-            random_state=seed + config.seed_offset + b, n_jobs=1
-        )
+        member = clone(estimator).set_params(random_state=seed + config.seed_offset + b, n_jobs=1)
         if calibrated:
             member.set_params(calibration="none")
         idx = resamples[b]
