@@ -135,7 +135,8 @@ def patient_rows(n: int, seed: int = 20240) -> tuple[list[str], list[list[Any]]]
     from metapredict.simulator import default_config, simulate_cohort
 
     columns = list(schema.feature_columns())
-    frame = simulate_cohort(max(3 * n, 200), seed, default_config())
+    # About a third of simulated patients have every optional input and a stage I-III.
+    frame = simulate_cohort(max(6 * n, 400), seed, default_config())
     frame = frame.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
     frame = frame[frame["stage"] != schema.METASTATIC_STAGE][columns].head(n)
     if len(frame) < n:

@@ -192,3 +192,18 @@ def test_a_model_saved_before_intervals_loads_without_them(
     assert loaded.batch_columns == loaded.output_names
     pd.testing.assert_frame_equal(loaded.predict_batch(probe), loaded.predict(probe))
     assert replace(predictor, intervals=None).batch_columns == predictor.output_names
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_served_spread_follows_the_members_own(
+    predictors: dict[str, Predictor], rows: pd.DataFrame, task: str
+) -> None:
+    """The spread model stands in for predicting every member: it must say what they say."""
+    ensemble = predictors[task].intervals
+    assert ensemble is not None and ensemble.spread_boosters is not None
+    X = predictors[task].encode_frame(rows)
+    factor = np.abs(np.log(ensemble.spread(X) / ensemble.exact_spread(X)))
+    assert np.exp(np.median(factor)) < 1.5
+    outputs = predictors[task].predict_matrix(X)
+    exact = ensemble.bounds(X, outputs, exact=True)
+    assert (exact[..., 0] <= outputs).all() and (outputs <= exact[..., 1]).all()

@@ -18,7 +18,10 @@ log-odds scale, so ``p`` lies inside it by construction (and the bounds are clam
 it against rounding), and it stays inside [0, 1].
 
 Tropism members reuse the main model's per-site Platt calibration instead of refitting
-calibration folds (a member costs one fit per site, not four). What the interval does not
+calibration folds (a member costs one fit per site, not four). Predicting every member costs
+milliseconds per patient, so the served ``sd`` comes from a spread model: per output, one small
+regression booster fitted on the training rows to log(members' sd) (see
+:class:`BootstrapEnsemble`). What the interval does not
 contain is the model's bias (e.g. the pull towards the average of shallow, regularised trees):
 ``benchmarks/intervals.py`` measures how often the simulator's true probabilities fall
 inside.
@@ -31,11 +34,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
+import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import clone
 
+from metapredict.models.boosting import PREDICT_THREADS, training_threads
 from metapredict.models.dormancy import OUTPUT_MONTHS, DiscreteTimeHazard, outputs_from_hazards
 from metapredict.models.fast_rows import NORMAL, RAW, FastRowCache, fast_rows, predict_rows
 from metapredict.models.tropism import TropismClassifier
@@ -58,18 +63,52 @@ class IntervalConfig(BaseModel):
     level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.9
     #: Added to the training seed: the resamples' and the members' seeds.
     seed_offset: int = 1000
+    #: Serve the members' spread from a small model of it (one booster call per output)
+    #: instead of predicting every member (milliseconds per patient); see BootstrapEnsemble.
+    spread_model: bool = True
+
+
+#: The spread model: one small LightGBM regression per output, on log(members' sd).
+SPREAD_TREES = 100
+SPREAD_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.1,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "lambda_l2": 1.0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+#: Floor of a members' standard deviation before its log is taken.
+MIN_SPREAD = 1e-6
 
 
 class BootstrapEnsemble:
-    """Members refitted on bootstrap resamples; :meth:`bounds` gives the intervals."""
+    """Members refitted on bootstrap resamples, and the spread model :meth:`bounds` uses.
 
-    def __init__(self, members: list[Estimator], level: float, fit_seconds: float = 0.0) -> None:
+    The members' standard deviation (log-odds) is exact but costs every member's prediction
+    (10 x sites boosters for tropism, 10 x 20 for dormancy: milliseconds per patient). The
+    served intervals take it from the spread model instead: per output, a small regression
+    booster fitted on the training rows to log(members' sd), one booster call per output.
+    :meth:`exact_spread` still computes it from the members.
+    """
+
+    def __init__(
+        self,
+        members: list[Estimator],
+        level: float,
+        fit_seconds: float = 0.0,
+        spread_boosters: list[lgb.Booster] | None = None,
+    ) -> None:
         if len(members) < 2:
             raise ValueError("a bootstrap ensemble needs at least 2 members")
         self.members = members
         self.level = level
-        #: wall time it took to fit the members (what the intervals added to training).
+        #: wall time it took to fit the members and the spread model.
         self.fit_seconds = fit_seconds
+        #: per output, log(members' sd) from the features (None: use the members themselves).
+        self.spread_boosters = spread_boosters
         self._rows = FastRowCache()
 
     @property
@@ -77,12 +116,18 @@ class BootstrapEnsemble:
         return statistics.NormalDist().inv_cdf(0.5 + self.level / 2.0)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"members": self.members, "level": self.level, "fit_seconds": self.fit_seconds}
+        return {
+            "members": self.members,
+            "level": self.level,
+            "fit_seconds": self.fit_seconds,
+            "spread_boosters": self.spread_boosters,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.members = state["members"]
         self.level = state["level"]
         self.fit_seconds = state.get("fit_seconds", 0.0)
+        self.spread_boosters = state.get("spread_boosters")
         self._rows = FastRowCache()
 
     # -- the members' predictions ----------------------------------------------------------
@@ -130,9 +175,33 @@ class BootstrapEnsemble:
 
     # -- intervals ---------------------------------------------------------------------------
 
-    def bounds(self, X: FloatArray, outputs: FloatArray) -> FloatArray:
-        """(n, outputs, 2): lower and upper bound around the point estimates ``outputs``."""
-        spread = self.member_logits(X).std(axis=0, ddof=1)
+    def exact_spread(self, X: FloatArray) -> FloatArray:
+        """(n, outputs): the members' standard deviation on the log-odds scale."""
+        result: FloatArray = self.member_logits(X).std(axis=0, ddof=1)
+        return result
+
+    def spread(self, X: FloatArray) -> FloatArray:
+        """(n, outputs): the spread model's members' standard deviation (log-odds)."""
+        boosters = self.spread_boosters
+        if boosters is None:
+            return self.exact_spread(X)
+        n_features = int(self.members[0].n_features_in_)
+        small = fast_rows(X, n_features)
+        if small is not None:
+            out = np.empty((small.shape[0], len(boosters), 1))
+            predict_rows(self._rows.get_all(boosters, RAW, n_features), small, out)
+            log_sd = out[:, :, 0]
+        else:
+            log_sd = np.column_stack(
+                [b.predict(X, raw_score=True, num_threads=PREDICT_THREADS) for b in boosters]
+            )
+        result: FloatArray = np.exp(log_sd)
+        return result
+
+    def bounds(self, X: FloatArray, outputs: FloatArray, *, exact: bool = False) -> FloatArray:
+        """(n, outputs, 2): lower and upper bound around the point estimates ``outputs``
+        (``exact``: from the members themselves rather than the spread model)."""
+        spread = self.exact_spread(X) if exact else self.spread(X)
         centre = logit(outputs)
         half = self.z * spread
         lower = 1.0 / (1.0 + np.exp(half - centre))
@@ -182,4 +251,34 @@ def fit_ensemble(
     workers = max(1, min(int(estimator.n_jobs), config.members))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         members = list(pool.map(fit_member, range(config.members)))
-    return BootstrapEnsemble(members, config.level, time.perf_counter() - started)
+    ensemble = BootstrapEnsemble(members, config.level)
+    if config.spread_model:
+        ensemble.spread_boosters = fit_spread_model(
+            X,
+            ensemble.exact_spread(X),
+            categorical=tuple(estimator.categorical_features),
+            seed=seed + config.seed_offset,
+            n_jobs=int(estimator.n_jobs),
+        )
+    ensemble.fit_seconds = time.perf_counter() - started
+    return ensemble
+
+
+def fit_spread_model(
+    X: FloatArray, spread: FloatArray, *, categorical: tuple[int, ...], seed: int, n_jobs: int
+) -> list[lgb.Booster]:
+    """Per output, a regression booster of log(``spread``) on the features of ``X``."""
+    threads = training_threads(X.shape[0], n_jobs)
+    params = {**SPREAD_PARAMS, "seed": seed, "num_threads": threads}
+    target = np.log(np.maximum(spread, MIN_SPREAD))
+    boosters = []
+    for k in range(spread.shape[1]):
+        data = lgb.Dataset(
+            X,
+            label=target[:, k],
+            categorical_feature=list(categorical),
+            free_raw_data=True,
+            params={"verbosity": -1, "num_threads": threads},
+        )
+        boosters.append(lgb.train(params, data, num_boost_round=SPREAD_TREES))
+    return boosters
