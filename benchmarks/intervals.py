@@ -89,18 +89,25 @@ def _per_row_us(fn: Any, n: int, repeats: int = 5) -> Spread:
     return Spread.of(runs)
 
 
-def measure(task: str, patients: int, store: Path, fresh: Any, quick: bool) -> Measured:
+def measure(
+    task: str, patients: int, store: Path, fresh: Any, quick: bool, *, trained: bool = False
+) -> Measured:
+    """``trained``: ``store`` already holds this size's champions (quality's seed-7 store)."""
     from metapredict import registry, schema
     from metapredict.evaluation import metastatic_at_diagnosis
     from metapredict.pipeline import run_training
 
     settings = store_settings(store)
-    overrides: dict[str, Any] = {"model": {"n_estimators": 60}} if quick else {}
-    config = training_config(task, patients=patients, simulate_seed=SEED, folds=2, **overrides)
-    started = time.perf_counter()
-    outcome = run_training(config, settings=settings)
-    train_seconds = time.perf_counter() - started
-    predictor = registry.load(task, outcome.registered.alias, settings)
+    train_seconds = float("nan")
+    alias = "champion"
+    if not trained:
+        overrides: dict[str, Any] = {"model": {"n_estimators": 60}} if quick else {}
+        config = training_config(task, patients=patients, simulate_seed=SEED, folds=2, **overrides)
+        started = time.perf_counter()
+        outcome = run_training(config, settings=settings)
+        train_seconds = time.perf_counter() - started
+        alias = outcome.registered.alias
+    predictor = registry.load(task, alias, settings)
     if predictor.intervals is None:
         raise RuntimeError(f"the {task} model was trained without intervals")
     # The task's rows among fresh patients: relapsed (tropism), resected stage I-III (dormancy).
@@ -202,7 +209,10 @@ def _variance_share(m: Measured) -> float:
     return variance / mse if mse > 0 else float("nan")
 
 
-def run(opts: PartOptions) -> Report:
+def run(opts: PartOptions, store: Path | None = None) -> Report:
+    """``store`` (or ``--store``): a store whose champions are the largest size's models, as
+    the quality part's seed-7 store is (default config, seed 7; quick: its quick models), so
+    ``run_all`` does not train 20,000 patients twice."""
     from metapredict.simulator import default_config, simulate_cohort
 
     report = Report(
@@ -213,11 +223,15 @@ def run(opts: PartOptions) -> Report:
     n_eval = QUICK_EVAL_PATIENTS if opts.quick else EVAL_PATIENTS
     fresh = simulate_cohort(n_eval, EVAL_SEED, default_config())
     results: list[Measured] = []
+    reuse = store or opts.store
     with work_dir("metapredict-bench-intervals-") as tmp:
         for patients in sizes:
             for task in ("tropism", "dormancy"):
-                store = tmp / f"{task}-{patients}"
-                results.append(measure(task, patients, store, fresh, opts.quick))
+                if reuse is not None and patients == max(sizes):
+                    results.append(measure(task, patients, reuse, fresh, opts.quick, trained=True))
+                else:
+                    own = tmp / f"{task}-{patients}"
+                    results.append(measure(task, patients, own, fresh, opts.quick))
 
     quick_note = "quick mode: small cohorts and models, not the target's conditions"
     for m in results:
@@ -279,7 +293,7 @@ def run(opts: PartOptions) -> Report:
                     m.task,
                     f"{m.patients:,}",
                     m.members,
-                    f"{m.train_seconds:.0f} s",
+                    f"{m.train_seconds:.0f} s" if np.isfinite(m.train_seconds) else "(quality)",
                     f"{m.member_seconds:.1f} s",
                     m.point_us.fmt(0),
                     m.interval_us.fmt(0),
@@ -301,7 +315,14 @@ def run(opts: PartOptions) -> Report:
         f"- Training: the packaged default config with `data.simulate_patients` set to each size, "
         f"`data.simulate_seed` {SEED}, `cv.folds` 2"
         + (", 60 trees (quick)" if opts.quick else "")
-        + "; the model is the one registered, loaded through `registry.load`.\n"
+        + "; the model is the one registered, loaded through `registry.load`"
+        + (
+            f" ({max(sizes):,} patients: the champions of the given store, e.g. the quality "
+            "part's seed-7 models, which are the same config and seed with 5-fold CV)"
+            if reuse is not None
+            else ""
+        )
+        + ".\n"
         f"- Coverage: {n_eval:,} fresh simulated patients (seed {EVAL_SEED}); tropism on those "
         "with a distant relapse, against `oracle_site_<organ>`; dormancy on those not metastatic "
         "at diagnosis, against `oracle_risk_36/60/120` and `oracle_late_relapse`. A patient's "
