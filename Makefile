@@ -36,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Benchmarks (9 to 13 minutes on 2 cores; see benchmarks/README.md): benchmarks/results/*.md.
+# Benchmarks (11 to 14 minutes on 2 cores; see benchmarks/README.md): benchmarks/results/*.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 

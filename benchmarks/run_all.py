@@ -2,9 +2,10 @@
 
 Order: quality (trains both tasks on seeds 7 and 11 into throwaway stores; seed 7's champions
 are the default-config models the next parts serve), serving, batch scoring, cold start,
-intervals (trains 500-patient models, reuses seed 7's 20,000-patient champions), and last
-training scaling, which gets what is left of the time budget (15 minutes for ``make bench``
-including building the venv; see benchmarks/README.md).
+deconvolution (``metapredict deconvolve``, needs no store), intervals (trains 500-patient
+models, reuses seed 7's 20,000-patient champions), and last training scaling, which gets what is
+left of the time budget (15 minutes for ``make bench`` including building the venv; see
+benchmarks/README.md).
 Run: ``python -m benchmarks.run_all [--quick] [--budget-seconds S]``.
 """
 
@@ -16,7 +17,15 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import batch_scoring, cold_start, intervals, quality, serving, training_scaling
+from benchmarks import (
+    batch_scoring,
+    cold_start,
+    deconvolution,
+    intervals,
+    quality,
+    serving,
+    training_scaling,
+)
 from benchmarks.common import (
     PartOptions,
     Report,
@@ -86,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch scoring", "benchmarks.batch_scoring", lambda o: batch_scoring.run(o, store=store)
         )
         part("cold start", "benchmarks.cold_start", lambda o: cold_start.run(o, store=store))
+        part("deconvolution", "benchmarks.deconvolution", deconvolution.run)
         part("intervals", "benchmarks.intervals", lambda o: intervals.run(o, store=store))
         left = budget - (time.perf_counter() - started)
         scaling_budget = max(left, QUICK_SCALING_FLOOR_S if opts.quick else SCALING_FLOOR_S)

@@ -197,10 +197,11 @@ def test_expression_to_cohort_through_deconvolve(tmp_path: Path) -> None:
     deconv = run(
         "deconvolve", str(tmp_path / "expr.txt"), "--signature", str(tmp_path / "sig.txt"),
         "--gmt", str(tmp_path / "sets.gmt"), "--permutations", "10", "--seed", "1",
-        "--n-jobs", "1", "--out", str(results),
+        "--n-jobs", "1", "--no-quantile-normalize", "--out", str(results),
     )  # fmt: skip
     assert deconv.exit_code == 0, deconv.output
     assert "treated as log2" in one_line(deconv.output)
+    assert "quantile normalisation off: chosen" in one_line(deconv.output)
     assert "1 GMT set(s) ignored" in one_line(deconv.output)
     table = pd.read_csv(results, sep="\t")
     assert table.columns[0] == "Mixture" and "mdsc_score" in table.columns
@@ -240,4 +241,61 @@ def test_deconvolve_refuses_ensembl_ids(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2
     assert "look like Ensembl ids" in one_line(result.output)
+    assert not out.exists()
+
+
+def test_deconvolve_a_merged_rsem_table_with_tiny_negatives_and_empty_cells(
+    tmp_path: Path,
+) -> None:
+    signature = synthetic_signature(n_genes=150, seed=6)
+    truth = dirichlet_fractions(6, seed=7)
+    expression = mix(signature, truth, noise_sd=0.2, seed=8, background_genes=400) * 50
+    expression.iloc[-1, 0] = 1.2e5
+    expression.loc[["BG00001", "BG00002", "BG00003"], ["S000", "S004"]] = -0.7  # RSEM residue
+    expression.loc[expression.index[:12], ["S002", "S005"]] = np.nan  # merged series
+    expression = expression.drop(index=["SYN0020", "SYN0021"])
+    write_matrix(tmp_path / "sig.txt", signature)
+    write_matrix(tmp_path / "rsem.txt", expression)
+    out = tmp_path / "res.tsv"
+    result = run(
+        "deconvolve", str(tmp_path / "rsem.txt"), "--signature", str(tmp_path / "sig.txt"),
+        "--n-jobs", "1", "--permutations", "20", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # notes, logs and progress go to stderr
+    text = one_line(result.stderr)
+    assert "6 small negative value(s)" in text and "set to 0" in text
+    assert "12 gene(s) empty in some samples (2 sample(s) affected)" in text
+    assert "quantile normalisation off: linear-scale input" in text
+    assert "148 of 150 signature genes in the file" in text
+    assert "genes used per sample: 136-148 (column 'Genes used')" in text
+    assert "signature genes absent from the file: 2 (SYN0020, SYN0021)" in text
+    assert "signature genes empty in some samples: 12 (SYN0000," in text
+    assert "2 sample(s) fitted without the ones they lack" in text
+    assert "one permutation null per gene set (2 gene sets)" in text
+    table = pd.read_csv(out, sep="\t")
+    assert table["Genes used"].tolist() == [148, 148, 136, 148, 148, 136]
+    estimated = table[[c for c in table.columns if c in schema.lm22_labels()]].to_numpy()
+    r = [np.corrcoef(estimated[i], truth[i])[0, 1] for i in range(6)]
+    assert min(r) >= 0.9
+
+
+def test_deconvolve_refuses_a_log_ratio_array(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    ratios = pd.DataFrame(
+        np.clip(rng.standard_t(df=4, size=(400, 5)) * 0.8, -10, 10),
+        index=pd.Index([f"SYN{i:04d}" for i in range(400)], name="ID_REF"),
+        columns=[f"GSM{i}" for i in range(5)],
+    )
+    write_matrix(tmp_path / "gse.txt", ratios)
+    write_matrix(tmp_path / "sig.txt", synthetic_signature(150, seed=0))
+    out = tmp_path / "res.txt"
+    result = run(
+        "deconvolve", str(tmp_path / "gse.txt"), "--signature", str(tmp_path / "sig.txt"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 2
+    text = one_line(result.output)
+    assert text.startswith("error: gse.txt: the values look centred, z-scored or log ratios")
+    assert "single-channel intensities" in text
     assert not out.exists()

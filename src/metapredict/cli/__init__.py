@@ -6,6 +6,7 @@ import logging
 import os
 
 import typer
+from rich.console import Console
 from rich.logging import RichHandler
 
 from metapredict.cli import cohort, compare, deconvolve, retrain, serve, simulate, train, ui
@@ -29,7 +30,10 @@ def _main(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        # logs go to stderr: stdout carries only a command's result
+        handlers=[
+            RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+        ],
         force=True,
     )
 
