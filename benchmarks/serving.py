@@ -353,7 +353,7 @@ PROFILE_STAGES = (
     "encode features (CLR, codes)",
     "predict: 8 site boosters, single-row fast path",
     "predict + TreeSHAP contributions (replaces the line above on /v1)",
-    "intervals: the bootstrap members' single-row predictions",
+    "intervals: the spread model, one small booster per site (single-row fast path)",
     "build the response (top features per site, warnings)",
     "serialise the response (orjson)",
     "the whole request through the app (FastAPI, middleware, routing; no sockets)",
