@@ -20,6 +20,7 @@ from metapredict.training_config import (
 TINY_TRAINING: dict[str, Any] = {
     "data": {"simulate_patients": 6000, "simulate_seed": 3, "test_size": 0.2},
     "cv": {"folds": 2, "bootstrap_resamples": 20},
+    "intervals": {"members": 3},
     "model": {"n_estimators": 150},
 }
 

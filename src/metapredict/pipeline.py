@@ -25,6 +25,7 @@ from metapredict.evaluation import (
 )
 from metapredict.models.baselines import CoxBaseline, LogisticTropism
 from metapredict.models.dormancy import DiscreteTimeHazard, survival_arrays
+from metapredict.models.ensemble import IntervalConfig, fit_ensemble
 from metapredict.models.tropism import TropismClassifier
 from metapredict.predictor import RISK_GROUPS, Predictor
 from metapredict.registry import (
@@ -181,7 +182,15 @@ def input_example(predictor: Predictor, rows: int = 2) -> pd.DataFrame:
     return example
 
 
-def build_predictor(config: TrainingConfig, data: TaskData, estimator: Any) -> Predictor:
+def build_predictor(
+    config: TrainingConfig,
+    data: TaskData,
+    estimator: Any,
+    intervals: IntervalConfig | None = None,
+) -> Predictor:
+    """The servable model: ``estimator`` (fitted on the training split) with what serving needs,
+    and its prediction intervals: a bootstrap ensemble refitted on the training split with the
+    estimator's own hyperparameters (``intervals``, default :class:`IntervalConfig`)."""
     train_frame = data.frame.iloc[data.train]
     ranges = features.FeatureEncoder().fit(train_frame).feature_ranges_
     predictor = Predictor(
@@ -191,6 +200,20 @@ def build_predictor(config: TrainingConfig, data: TaskData, estimator: Any) -> P
         categories=dict(data.categories),
         sites=data.sites,
     )
+    predictor.intervals = fit_ensemble(
+        estimator,
+        data.X[data.train],
+        data.y[data.train],
+        config=intervals or IntervalConfig(),
+        seed=config.seed,
+    )
+    if predictor.intervals is not None:
+        logger.info(
+            "%s: %d bootstrap members for the prediction intervals in %.1f s",
+            config.task,
+            len(predictor.intervals.members),
+            predictor.intervals.fit_seconds,
+        )
     if isinstance(config, DormancyConfig):
         risk_120 = predictor.predict_matrix(data.X[data.train])[:, 2]
         low, high = np.quantile(risk_120, [1 / 3, 2 / 3])
@@ -364,7 +387,9 @@ def _run_training(
             "assessment.json",
         )
         step("logging plots and registering the model")
-        predictor = build_predictor(config, task_data, best.estimator)
+        predictor = build_predictor(config, task_data, best.estimator, config.intervals)
+        if predictor.intervals is not None:
+            job.log_metrics({"intervals_fit_seconds": predictor.intervals.fit_seconds})
         _log_plots(job, task_data, predictor, best)
         registered = job.log_and_register(
             predictor, input_example(predictor), alias=alias, refusal=refusal

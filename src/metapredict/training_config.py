@@ -70,6 +70,20 @@ class DormancyModelConfig(LightGBMConfig):
         return self
 
 
+class IntervalConfig(_Strict):
+    """How prediction intervals are fitted (defaults documented in docs/intervals.md)."""
+
+    #: Bootstrap members refitted after the main model; 0 fits none (no intervals).
+    members: Annotated[int, Field(ge=0, le=200)] = 10
+    #: Nominal coverage of each interval.
+    level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.9
+    #: Added to the training seed: the resamples' and the members' seeds.
+    seed_offset: int = 1000
+    #: Serve the members' spread from a small model of it (one booster call per output)
+    #: instead of predicting every member (milliseconds per patient); see BootstrapEnsemble.
+    spread_model: bool = True
+
+
 class LogisticConfig(_Strict):
     C: Annotated[float, Field(gt=0)] = 1.0
 
@@ -85,6 +99,7 @@ class TropismConfig(_Strict):
     cv: CVConfig = CVConfig()
     model: TropismModelConfig = TropismModelConfig()
     baseline: LogisticConfig = LogisticConfig()
+    intervals: IntervalConfig = IntervalConfig()
 
 
 class DormancyConfig(_Strict):
@@ -96,6 +111,7 @@ class DormancyConfig(_Strict):
         learning_rate=0.05, num_leaves=AUTO, reg_lambda=10.0
     )
     baseline: CoxConfig = CoxConfig()
+    intervals: IntervalConfig = IntervalConfig()
 
 
 TrainingConfig = TropismConfig | DormancyConfig

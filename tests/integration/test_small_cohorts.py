@@ -18,7 +18,7 @@ from metapredict.simulator import default_config, simulate_cohort
 pytestmark = pytest.mark.slow
 
 #: Keeps the suite quick: fewer resamples, the default config otherwise ("auto" sizing, 5 x 5).
-FAST_INTERVALS = "[cv]\nbootstrap_resamples = 40\n"
+FAST_INTERVALS = "[cv]\nbootstrap_resamples = 40\n[intervals]\nmembers = 2\n"
 
 
 def one_line(text: str) -> str:

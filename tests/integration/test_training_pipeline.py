@@ -161,9 +161,10 @@ def test_mlflow_pyfunc_returns_the_same_probabilities(
     model = mlflow.pyfunc.load_model(f"models:/metapredict-{task}@champion")
     predictor = registry.load(task, "champion", trained_store.settings)
     frame = input_example(predictor, rows=2)
-    native = predictor.predict(frame)
+    native = predictor.predict_batch(frame)  # the outputs, then their intervals
     via_pyfunc = model.predict(frame)
-    assert list(via_pyfunc.columns) == list(native.columns)
+    assert list(via_pyfunc.columns) == list(native.columns) == list(predictor.batch_columns)
+    assert len(native.columns) == 3 * len(predictor.output_names)
     np.testing.assert_allclose(via_pyfunc.to_numpy(), native.to_numpy(), rtol=0, atol=1e-12)
     assert ((via_pyfunc.to_numpy() >= 0) & (via_pyfunc.to_numpy() <= 1)).all()
 
@@ -203,7 +204,7 @@ def test_train_cli_trains_on_a_user_cohort_file(tmp_store: Any, tmp_path: Path) 
     data = _write_cohort(tmp_path / "cohort.parquet", real_like)
     config = tmp_path / "tropism.toml"
     config.write_text(
-        "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[model]\nn_estimators = 30\n"
+        "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n[model]\nn_estimators = 30\n"
         "learning_rate = 0.1\ncalibration_folds = 2\n"
     )
     result = CliRunner().invoke(

@@ -168,7 +168,7 @@ class JobRun:
         from metapredict.registry.pyfunc import MetapredictPyfunc
 
         name = model_name(self.task)
-        example_output = predictor.predict(input_example)
+        example_output = predictor.predict_batch(input_example)
         signature = infer_signature(input_example, example_output)
         _make_optional(signature, predictor)
         with tempfile.TemporaryDirectory(prefix="metapredict-log-") as tmp:

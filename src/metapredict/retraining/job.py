@@ -305,8 +305,7 @@ def _run(
         if outcome.refusal is not None:  # the champion guard, as in `train`
             result = finish(
                 Outcome.KEPT,
-                f"kept: challenger version {version} is not fit to be champion: "
-                f"{outcome.refusal}",
+                f"kept: challenger version {version} is not fit to be champion: {outcome.refusal}",
                 champion_after=before,
                 **extra,
             )
