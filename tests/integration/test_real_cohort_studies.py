@@ -48,7 +48,10 @@ STAGE_TEXT = {
     "IV": ("Stage IV", "stage iv", "IVA"),
 }
 #: The default model (sized to the cohort); fewer folds and resamples keep the suite quick.
-SMALL_TROPISM = "[cv]\nfolds = 3\nrepeats = 1\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n[model]\ncalibration_folds = 2\n"
+SMALL_TROPISM = (
+    "[cv]\nfolds = 3\nrepeats = 1\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\ncalibration_folds = 2\n"
+)
 SMALL_DORMANCY = (
     "[cv]\nfolds = 3\nrepeats = 1\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
 )

@@ -38,16 +38,19 @@ from tests.support import store_settings
 #: Few trees at a high rate: a real but weaker model (the champion guard refuses a constant
 #: one); STRONG learns more from a larger cohort. Few resamples keep the suite quick.
 WEAK = (
-    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n[model]\nn_estimators = 8\n"
+    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\nn_estimators = 8\n"
     "learning_rate = 0.1\nnum_leaves = 2\ncalibration_folds = 2\n"
 )
 #: A fair model from a small cohort: passes the champion guard, loses the gate to STRONG.
 MEDIUM = (
-    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n[model]\nn_estimators = 20\n"
+    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\nn_estimators = 20\n"
     "learning_rate = 0.1\ncalibration_folds = 2\n"
 )
 STRONG = (
-    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n[model]\nn_estimators = 60\n"
+    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\nn_estimators = 60\n"
     "learning_rate = 0.05\ncalibration_folds = 2\n"
 )
 BAD_ROWS_IN_BETTER_COHORT = 100

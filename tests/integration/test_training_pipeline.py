@@ -204,7 +204,8 @@ def test_train_cli_trains_on_a_user_cohort_file(tmp_store: Any, tmp_path: Path) 
     data = _write_cohort(tmp_path / "cohort.parquet", real_like)
     config = tmp_path / "tropism.toml"
     config.write_text(
-        "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n[model]\nn_estimators = 30\n"
+        "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+        "[model]\nn_estimators = 30\n"
         "learning_rate = 0.1\ncalibration_folds = 2\n"
     )
     result = CliRunner().invoke(
