@@ -61,8 +61,14 @@ def _config(task: str, before: bool) -> Any:
 
 def one_run(task: str, patients: int, seed: int, before: bool) -> Run:
     from metapredict import assessment
-    from metapredict.evaluation import cross_validate, evaluate_oracle, prepare
-    from metapredict.pipeline import _estimators, resolve_model, resolve_repeats
+    from metapredict.evaluation import evaluate_oracle, prepare
+    from metapredict.pipeline import (
+        _estimators,
+        champion_refusal,
+        evaluate_family,
+        resolve_model,
+        resolve_repeats,
+    )
     from metapredict.simulator import default_config, simulate_cohort
 
     config = _config(task, before)
@@ -71,28 +77,15 @@ def one_run(task: str, patients: int, seed: int, before: bool) -> Run:
     data = prepare(task, cohort, test_size=config.data.test_size, seed=config.seed)  # type: ignore[arg-type]
     args, chosen = resolve_model(config, data)
     repeats = resolve_repeats(config, data)
-    results = {}
-    for family, make in _estimators(config, args).items():
-        results[family] = cross_validate(
-            family,
-            make,
-            data,
-            folds=config.cv.folds,
-            seed=config.seed,
-            repeats=repeats,
-            resamples=config.cv.bootstrap_resamples if family == "lightgbm" else 0,
-        )
+    results = {
+        family: evaluate_family(config, data, family, make, repeats)
+        for family, make in _estimators(config, args).items()
+    }
     oracle = evaluate_oracle(data)
     best, base = results["lightgbm"], results[BASELINE[task]]
     metric = METRIC[task]
     assert best.test_prediction is not None and oracle is not None
-    refusal = assessment.degenerate_reason(
-        task,  # type: ignore[arg-type]
-        best.test_prediction,
-        best.folds.get(metric, []),
-        base.folds.get(metric, []),
-        best.fold_test_fraction,
-    )
+    refusal = champion_refusal(task, results)
     spread = float(np.max(best.test_prediction.std(axis=0)))
     return Run(
         task=task,

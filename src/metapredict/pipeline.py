@@ -142,6 +142,43 @@ def resolve_repeats(config: TrainingConfig, data: TaskData) -> int:
     return sizing.cv_repeats(len(data.frame)) if repeats == sizing.AUTO else int(repeats)
 
 
+def evaluate_family(
+    config: TrainingConfig,
+    data: TaskData,
+    family: str,
+    make: Callable[[], Any],
+    repeats: int,
+    progress: Progress | None = None,
+) -> FamilyResult:
+    """One family's (repeated) CV and test evaluation; test intervals for the LightGBM model
+    being registered (the baselines show their CV spread)."""
+    resamples = config.cv.bootstrap_resamples if family == LIGHTGBM else 0
+    return cross_validate(
+        family,
+        make,
+        data,
+        folds=config.cv.folds,
+        seed=config.seed,
+        progress=progress,
+        repeats=repeats,
+        resamples=resamples,
+    )
+
+
+def champion_refusal(task: str, results: dict[str, FamilyResult]) -> str | None:
+    """The champion guard's verdict on the LightGBM model against its baseline's folds."""
+    best, baseline = results[LIGHTGBM], results[BASELINE[task]]
+    main = assessment.MAIN_METRIC[task]
+    assert best.test_prediction is not None
+    return assessment.degenerate_reason(
+        task,  # type: ignore[arg-type]
+        best.test_prediction,
+        best.folds.get(main, []),
+        baseline.folds.get(main, []),
+        best.fold_test_fraction,
+    )
+
+
 def _estimators(config: TrainingConfig, m: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     cat = features.categorical_indices()
     if isinstance(config, TropismConfig):
@@ -347,17 +384,7 @@ def _run_training(
         for family, make in _estimators(config, model_args).items():
             with job.child(family) as child:
                 child.set_tags({**tags, "model_family": family})
-                result = cross_validate(
-                    family,
-                    make,
-                    task_data,
-                    folds=config.cv.folds,
-                    seed=config.seed,
-                    progress=step,
-                    repeats=repeats,
-                    # test intervals for the model being registered; baselines show CV spread
-                    resamples=config.cv.bootstrap_resamples if family == LIGHTGBM else 0,
-                )
+                result = evaluate_family(config, task_data, family, make, repeats, step)
                 add_oracle_ratios(result, oracle, config.task, task_data.sites)
                 child.log_params(make().get_params())
                 child.log_metrics(result.all_metrics())
@@ -368,15 +395,7 @@ def _run_training(
                 child.log_metrics(oracle.all_metrics())
         best = results[LIGHTGBM]
         job.log_metrics(best.all_metrics())
-        main = assessment.MAIN_METRIC[config.task]
-        assert best.test_prediction is not None
-        refusal = assessment.degenerate_reason(
-            config.task,
-            best.test_prediction,
-            best.folds.get(main, []),
-            results[BASELINE[config.task]].folds.get(main, []),
-            best.fold_test_fraction,
-        )
+        refusal = champion_refusal(config.task, results)
         job.log_dict(
             {
                 "warnings": warnings,
