@@ -95,13 +95,13 @@ def train(
         f"test on {outcome.n_test:,} (CV: mean ± SD over folds; test: value [95 % bootstrap "
         "interval])"
     )
-    table.add_column("metric", no_wrap=True)
+    table.add_column("metric")
     families = list(outcome.results)
     for family in families:
-        table.add_column(f"{family}\nCV", justify="right", no_wrap=True)
-        table.add_column(f"{family}\ntest", justify="right", no_wrap=True)
+        table.add_column(f"{family}\nCV", justify="right")
+        table.add_column(f"{family}\ntest", justify="right")
     if outcome.oracle is not None:
-        table.add_column("oracle\ntest", justify="right", no_wrap=True)
+        table.add_column("oracle\ntest", justify="right")
     for name in KEY_METRICS[task]:
         row = [name]
         for family in families:
