@@ -2,9 +2,10 @@
 
 Order: quality (trains both tasks on seeds 7 and 11 into throwaway stores; seed 7's champions
 are the default-config models the next parts serve), serving, batch scoring, cold start,
-deconvolution (``metapredict deconvolve``, needs no store), and last training scaling, which
-gets what is left of the time budget (15 minutes for ``make bench`` including building the
-venv; see benchmarks/README.md).
+deconvolution (``metapredict deconvolve``, needs no store), intervals (trains 500-patient
+models, reuses seed 7's 20,000-patient champions), small cohorts (150 to 2,000 patients, before
+and after the size rule), and last training scaling, which gets what is left of the time budget
+(see benchmarks/README.md).
 Run: ``python -m benchmarks.run_all [--quick] [--budget-seconds S]``.
 """
 
@@ -20,8 +21,10 @@ from benchmarks import (
     batch_scoring,
     cold_start,
     deconvolution,
+    intervals,
     quality,
     serving,
+    small_cohorts,
     training_scaling,
 )
 from benchmarks.common import (
@@ -94,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         part("cold start", "benchmarks.cold_start", lambda o: cold_start.run(o, store=store))
         part("deconvolution", "benchmarks.deconvolution", deconvolution.run)
+        part("small cohorts", "benchmarks.small_cohorts", small_cohorts.run)
+        part("intervals", "benchmarks.intervals", lambda o: intervals.run(o, store=store))
         left = budget - (time.perf_counter() - started)
         scaling_budget = max(left, QUICK_SCALING_FLOOR_S if opts.quick else SCALING_FLOOR_S)
         log(f"training scaling gets {scaling_budget:.0f} s")

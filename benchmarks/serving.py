@@ -135,7 +135,8 @@ def patient_rows(n: int, seed: int = 20240) -> tuple[list[str], list[list[Any]]]
     from metapredict.simulator import default_config, simulate_cohort
 
     columns = list(schema.feature_columns())
-    frame = simulate_cohort(max(3 * n, 200), seed, default_config())
+    # About a third of simulated patients have every optional input and a stage I-III.
+    frame = simulate_cohort(max(6 * n, 400), seed, default_config())
     frame = frame.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
     frame = frame[frame["stage"] != schema.METASTATIC_STAGE][columns].head(n)
     if len(frame) < n:
@@ -352,6 +353,7 @@ PROFILE_STAGES = (
     "encode features (CLR, codes)",
     "predict: 8 site boosters, single-row fast path",
     "predict + TreeSHAP contributions (replaces the line above on /v1)",
+    "intervals: the spread model, one small booster per site (single-row fast path)",
     "build the response (top features per site, warnings)",
     "serialise the response (orjson)",
     "the whole request through the app (FastAPI, middleware, routing; no sockets)",
@@ -447,7 +449,8 @@ def request_path_profile(store_dir: Path, repeats: int = 5, n: int = 2000) -> li
     )
     X = predictor.encode_records(records)
     proba, contrib = predictor.predict_and_explain(X)
-    answer = responses.tropism_patients(predictor, records, proba, contrib, 5)
+    bounds = predictor.interval_bounds(X, proba)
+    answer = responses.tropism_patients(predictor, records, proba, contrib, 5, bounds)
     stages = (
         lambda: parse_json(raw),
         lambda: validate_patients(
@@ -456,7 +459,8 @@ def request_path_profile(store_dir: Path, repeats: int = 5, n: int = 2000) -> li
         lambda: predictor.encode_records(records),
         lambda: predictor.predict_matrix(X),
         lambda: predictor.predict_and_explain(X),
-        lambda: responses.tropism_patients(predictor, records, proba, contrib, 5),
+        lambda: predictor.interval_bounds(X, proba),
+        lambda: responses.tropism_patients(predictor, records, proba, contrib, 5, bounds),
         lambda: orjson.dumps({"patients": answer}, option=orjson.OPT_SERIALIZE_NUMPY),
     )
     out = []
@@ -476,12 +480,13 @@ def request_path_profile(store_dir: Path, repeats: int = 5, n: int = 2000) -> li
 
 def _profile_summary(profile: list[Spread]) -> str:
     explain = profile[4].median - profile[3].median
+    intervals = profile[5].median
     stages = sum(p.median for i, p in enumerate(profile) if i not in (3, WHOLE_REQUEST)) / 1000
     whole = profile[WHOLE_REQUEST].median / 1000.0
     return (
         f"in process {whole:.2f} ms per /v1 request through the app, of which the stages "
-        f"{stages:.2f} ms and TreeSHAP contributions {explain / 1000.0:.2f} ms; the rest of the "
-        "latency is HTTP (uvicorn) and the client"
+        f"{stages:.2f} ms, TreeSHAP contributions {explain / 1000.0:.2f} ms and the intervals "
+        f"{intervals / 1000.0:.2f} ms; the rest of the latency is HTTP (uvicorn) and the client"
     )
 
 

@@ -29,13 +29,15 @@ def _response_example(predictor: Predictor) -> dict[str, Any]:
     records = [example_patient(vocabulary(predictor))]
     X = predictor.encode_records(records)
     outputs, contributions = predictor.predict_and_explain(X)
+    bounds = predictor.interval_bounds(X, outputs)
     build = (
         responses.tropism_patients if predictor.task == "tropism" else responses.dormancy_patients
     )
     return {
         "model": responses.model_meta(predictor),
         "schema_version": predictor.schema_version,
-        "patients": build(predictor, records, outputs, contributions, _EXAMPLE_TOP),
+        "interval_level": predictor.interval_level,
+        "patients": build(predictor, records, outputs, contributions, _EXAMPLE_TOP, bounds),
     }
 
 

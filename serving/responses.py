@@ -39,11 +39,21 @@ class Contribution(BaseModel):
     value: float | str | None = Field(description="the input value")
 
 
+_INTERVAL_DESCRIPTION = (
+    "[lower, upper] around the point estimate (which always lies inside), at the response's "
+    "interval_level: the bootstrap interval of the model's estimate (docs/intervals.md); null "
+    "when the model was trained without intervals"
+)
+
+
 class TropismPatient(BaseModel):
     id: str | None
     probabilities: dict[str, float] = Field(
         description="P(site involved | distant relapse), one entry per site the model was "
         "trained on (listed under 'sites' in /v1/models)"
+    )
+    intervals: dict[str, tuple[float, float]] | None = Field(
+        description="per site, " + _INTERVAL_DESCRIPTION
     )
     ranked_sites: list[str]
     top_features: dict[str, list[Contribution]] | None = Field(
@@ -53,9 +63,16 @@ class TropismPatient(BaseModel):
     warnings: list[str]
 
 
+_LEVEL_DESCRIPTION = (
+    "nominal coverage of every interval in this response (0.9: 90 %); null when the model "
+    "has no intervals"
+)
+
+
 class TropismResponse(BaseModel):
     model: ModelMeta
     schema_version: str
+    interval_level: float | None = Field(description=_LEVEL_DESCRIPTION)
     patients: list[TropismPatient]
 
 
@@ -64,9 +81,13 @@ class DormancyPatient(BaseModel):
     cumulative_risk: dict[str, float] = Field(
         description="P(distant relapse by 36, 60, 120 months)"
     )
+    cumulative_risk_intervals: dict[str, tuple[float, float]] | None = Field(
+        description="per horizon, " + _INTERVAL_DESCRIPTION
+    )
     late_relapse_probability: float = Field(
         description="P(relapse in (60, 120] months | relapse-free at 60 months)"
     )
+    late_relapse_interval: tuple[float, float] | None = Field(description=_INTERVAL_DESCRIPTION)
     risk_group: str = Field(description="low / intermediate / high (training tertiles)")
     top_features: list[Contribution] | None = Field(
         None,
@@ -80,6 +101,7 @@ class DormancyPatient(BaseModel):
 class DormancyResponse(BaseModel):
     model: ModelMeta
     schema_version: str
+    interval_level: float | None = Field(description=_LEVEL_DESCRIPTION)
     patients: list[DormancyPatient]
 
 
@@ -156,12 +178,15 @@ def tropism_patients(
     proba: FloatArray,
     contributions: FloatArray | None,
     top: int,
+    bounds: FloatArray | None = None,
 ) -> list[dict[str, Any]]:
+    """Per patient, the answer; ``bounds`` (n, sites, 2) are the intervals (None: no intervals)."""
     sites = predictor.output_names
     names = predictor.feature_names
     warnings = _warnings(predictor, records)
     ranked = np.argsort(-proba, axis=1, kind="stable").tolist()
     probabilities = proba.tolist()
+    limits = bounds.tolist() if bounds is not None else None
     if contributions is not None:
         top_idx, top_val = _top_k(contributions, top)
         idx_lists, val_lists = top_idx.tolist(), top_val.tolist()
@@ -170,6 +195,7 @@ def tropism_patients(
         patient: dict[str, Any] = {
             "id": record.get(ID_FIELD),
             "probabilities": dict(zip(sites, probabilities[i], strict=True)),
+            "intervals": dict(zip(sites, limits[i], strict=True)) if limits is not None else None,
             "ranked_sites": [sites[j] for j in ranked[i]],
         }
         if contributions is not None:
@@ -190,13 +216,16 @@ def dormancy_patients(
     outputs: FloatArray,
     contributions: FloatArray | None,
     top: int,
+    bounds: FloatArray | None = None,
 ) -> list[dict[str, Any]]:
+    """Per patient, the answer; ``bounds`` (n, outputs, 2) are the intervals (None: none)."""
     names = predictor.feature_names
     n_h = len(metrics.HORIZONS)
     groups = predictor.risk_group(outputs[:, n_h - 1])
     warnings = _warnings(predictor, records)
     horizons = [str(h) for h in metrics.HORIZONS]
     values = outputs.tolist()
+    limits = bounds.tolist() if bounds is not None else None
     if contributions is not None:
         top_idx, top_val = _top_k(contributions[:, 0, :], top)
         idx_lists, val_lists = top_idx.tolist(), top_val.tolist()
@@ -205,7 +234,11 @@ def dormancy_patients(
         patient: dict[str, Any] = {
             "id": record.get(ID_FIELD),
             "cumulative_risk": dict(zip(horizons, values[i][:n_h], strict=True)),
+            "cumulative_risk_intervals": (
+                dict(zip(horizons, limits[i][:n_h], strict=True)) if limits is not None else None
+            ),
             "late_relapse_probability": values[i][n_h],
+            "late_relapse_interval": limits[i][n_h] if limits is not None else None,
             "risk_group": groups[i],
         }
         if contributions is not None:

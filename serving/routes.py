@@ -24,7 +24,9 @@ from serving.settings import ServingSettings
 from serving.telemetry import Telemetry
 from serving.validation import RequestRejected, parse_json, validate_patients
 
-PatientBuilder = Callable[[Predictor, list[dict[str, Any]], Any, Any, int], list[dict[str, Any]]]
+PatientBuilder = Callable[
+    [Predictor, list[dict[str, Any]], Any, Any, int, Any], list[dict[str, Any]]
+]
 
 #: Batches up to this size are predicted on the event loop with one LightGBM thread;
 #: larger ones go to the thread pool (LightGBM releases the GIL) with all threads.
@@ -144,17 +146,21 @@ def _predictor(store: ModelStore, task: str) -> Predictor:
     return predictor
 
 
-def _outputs(predictor: Predictor, X: Any, explain: bool) -> tuple[Any, Any]:
+def _outputs(predictor: Predictor, X: Any, explain: bool) -> tuple[Any, Any, Any]:
+    """(outputs, interval bounds or None, contributions or None)."""
     # One LightGBM thread setting for every call, inline or in the pool (PREDICT_THREADS).
     if explain:
-        return predictor.predict_and_explain(X)
-    return predictor.predict_matrix(X), None
+        outputs, contributions = predictor.predict_and_explain(X)
+    else:
+        outputs, contributions = predictor.predict_matrix(X), None
+    return outputs, predictor.interval_bounds(X, outputs), contributions
 
 
 async def _predict(
     predictor: Predictor, records: list[dict[str, Any]], explain: bool
-) -> tuple[Any, Any]:
-    """(outputs, contributions or None); small batches inline, large ones in the thread pool."""
+) -> tuple[Any, Any, Any]:
+    """(outputs, bounds or None, contributions or None); small batches inline, large ones in
+    the thread pool."""
     X = predictor.encode_records(records)
     if len(records) <= INLINE_ROWS:
         return _outputs(predictor, X, explain)
@@ -224,7 +230,7 @@ def build_router() -> APIRouter:
 
     async def _patients(
         request: Request, store: ModelStore, settings: ServingSettings, task: str, explain: bool
-    ) -> tuple[Predictor, list[dict[str, Any]], Any, Any]:
+    ) -> tuple[Predictor, list[dict[str, Any]], Any, Any, Any]:
         predictor = _predictor(store, task)
         document, non_finite = await _read_json(request, settings)
         if not isinstance(document, dict) or "patients" not in document:
@@ -239,9 +245,9 @@ def build_router() -> APIRouter:
             has_non_finite=non_finite,
             vocab=vocabulary(predictor),
         )
-        outputs, contributions = await _predict(predictor, records, explain)
+        outputs, bounds, contributions = await _predict(predictor, records, explain)
         request.app.state.telemetry.count_predictions(task, len(records))
-        return predictor, records, outputs, contributions
+        return predictor, records, outputs, bounds, contributions
 
     def add_predict_route(
         task: str, summary: str, response_model: type[Any], build: PatientBuilder
@@ -249,14 +255,17 @@ def build_router() -> APIRouter:
         async def predict(
             request: Request, store: StoreDep, settings: SettingsDep, explain: ExplainQuery = True
         ) -> JSONBytes:
-            predictor, records, outputs, contrib = await _patients(
+            predictor, records, outputs, bounds, contrib = await _patients(
                 request, store, settings, task, explain
             )
             return JSONBytes(
                 {
                     "model": responses.model_meta(predictor),
                     "schema_version": predictor.schema_version,
-                    "patients": build(predictor, records, outputs, contrib, settings.top_features),
+                    "interval_level": predictor.interval_level,
+                    "patients": build(
+                        predictor, records, outputs, contrib, settings.top_features, bounds
+                    ),
                 }
             )
 
@@ -305,11 +314,11 @@ def build_router() -> APIRouter:
         )
         X = predictor.encode_records(records)
         if len(records) <= INLINE_ROWS:
-            outputs = predictor.predict_matrix(X)
+            outputs = predictor.batch_matrix(X)
         else:
-            outputs = await run_in_threadpool(predictor.predict_matrix, X)
+            outputs = await run_in_threadpool(predictor.batch_matrix, X)
         request.app.state.telemetry.count_predictions(task, len(records))
-        names = predictor.output_names
+        names = predictor.batch_columns
         return JSONBytes(
             {"predictions": [dict(zip(names, row.tolist(), strict=True)) for row in outputs]}
         )
@@ -323,8 +332,9 @@ def build_router() -> APIRouter:
         description=(
             "Drop-in for `mlflow models serve`: the same body, the same "
             '`{"predictions": [...]}` answer (one record per patient: site probabilities, or '
-            "risk_36, risk_60, risk_120 and late_relapse). Choose the model with `?task=` "
-            "(default tropism)."
+            "risk_36, risk_60, risk_120 and late_relapse, then each one's interval as "
+            "`<output>_lower` and `<output>_upper` when the model has intervals). Choose the "
+            "model with `?task=` (default tropism)."
         ),
         response_class=JSONBytes,
         responses=_ERRORS,

@@ -19,7 +19,8 @@ from metapredict.training_config import (
 #: A training config small enough for tests (seconds), large enough to learn planted effects.
 TINY_TRAINING: dict[str, Any] = {
     "data": {"simulate_patients": 6000, "simulate_seed": 3, "test_size": 0.2},
-    "cv": {"folds": 2},
+    "cv": {"folds": 2, "bootstrap_resamples": 20},
+    "intervals": {"members": 3},
     "model": {"n_estimators": 150},
 }
 

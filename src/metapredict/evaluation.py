@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold, train_test_split
 
 from metapredict import features, metrics, schema
 from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
@@ -252,10 +252,28 @@ class FamilyResult:
     ratio_to_oracle: dict[str, float] = field(default_factory=dict)
     test_prediction: FloatArray | None = None
     estimator: Any = None
+    #: every metric's score in each CV fold (repeats included), in fold order.
+    folds: dict[str, list[float]] = field(default_factory=dict)
+    #: n_test / n_train of one CV fold (for the corrected CV interval).
+    fold_test_fraction: float = 0.25
+    #: 95 % bootstrap interval of each test metric (resampled test patients).
+    test_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: why a test metric is NaN, in words.
+    reasons: dict[str, str] = field(default_factory=dict)
+    #: test metrics worse than a model without features.
+    flags: list[str] = field(default_factory=list)
+
+    def cv_interval(self, name: str) -> tuple[float, float, float]:
+        """(mean, low, high): the CV mean with its corrected 95 % interval."""
+        from metapredict.assessment import corrected_interval
+
+        return corrected_interval(self.folds.get(name, []), self.fold_test_fraction)
 
     def all_metrics(self) -> dict[str, float]:
         out = {f"cv_{k}": v for k, v in self.cv.items()}
         out |= {f"test_{k}": v for k, v in self.test.items()}
+        for k, (low, high) in self.test_ci.items():
+            out |= {f"test_{k}_ci95_low": low, f"test_{k}_ci95_high": high}
         out |= {f"test_{k}": v for k, v in self.slices.items()}
         out |= {f"test_{k}_ratio_to_oracle": v for k, v in self.ratio_to_oracle.items()}
         return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
@@ -284,14 +302,26 @@ def cross_validate(
     folds: int,
     seed: int,
     progress: Progress | None = None,
+    repeats: int = 1,
+    resamples: int = 0,
 ) -> FamilyResult:
-    """K-fold CV on the training split, then a fit on the whole training split scored on test."""
+    """(Repeated) K-fold CV on the training split, then a fit on the whole training split scored
+    on test, with a bootstrap interval per test metric (``resamples`` > 0) and the reasons for
+    NaN metrics and the flags for metrics worse than trivial."""
+    from metapredict import assessment
+
     X_train, y_train = data.X[data.train], data.y[data.train]
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter: Any = (
+        RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+        if repeats > 1
+        else StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    )
+    total = folds * repeats
     per_fold: list[dict[str, float]] = []
+    km_reference: list[float] = []  # dormancy: the Kaplan-Meier curve's IBS on each fold
     for k, (tr, va) in enumerate(splitter.split(X_train, data.strata[data.train]), start=1):
         if progress:
-            progress(f"{data.task} {family}: fold {k}/{folds}")
+            progress(f"{data.task} {family}: fold {k}/{total}")
         est = make().fit(X_train[tr], y_train[tr])
         per_fold.append(
             score(
@@ -302,20 +332,38 @@ def cross_validate(
                 data.sites,
             )
         )
-    result = FamilyResult(family=family)
+        if data.task == "dormancy" and np.isfinite(per_fold[-1].get("integrated_brier", np.nan)):
+            km_reference.append(assessment.km_integrated_brier(y_train[tr], y_train[va]))
+    result = FamilyResult(family=family, fold_test_fraction=1.0 / (folds - 1))
     for name in per_fold[0]:
         values = np.array([f[name] for f in per_fold], dtype=float)
+        result.folds[name] = values.tolist()
         if np.isfinite(values).any():
             result.cv[name] = float(np.nanmean(values))
             result.cv[f"{name}_std"] = float(np.nanstd(values))
     if progress:
         progress(f"{data.task} {family}: final fit on the training split")
     est = make().fit(X_train, y_train)
+    y_test = data.y[data.test]
     prediction = _predict(data.task, est, data.X[data.test])
-    result.test = score(data.task, y_train, data.y[data.test], prediction, data.sites)
+    result.test = score(data.task, y_train, y_test, prediction, data.sites)
     result.slices = _slices(data.task, data, prediction)
     result.test_prediction = prediction
     result.estimator = est
+    if resamples > 0:
+        if progress:
+            progress(f"{data.task} {family}: bootstrap intervals of the test metrics")
+        reference = assessment.ipcw_reference(y_train, seed) if data.task == "dormancy" else None
+        result.test_ci = assessment.bootstrap_intervals(
+            lambda y, p: score(data.task, reference, y, p, data.sites),
+            y_test,
+            prediction,
+            resamples=assessment.bounded_resamples(resamples, len(y_test)),
+            seed=seed,
+        )
+    result.reasons = assessment.nan_reasons(data.task, y_train, y_test, result.test)
+    result.flags = assessment.trivial_flags(data.task, y_train, y_test, result.test, data.sites)
+    result.flags += assessment.cv_flags(result.cv, km_reference)
     return result
 
 

@@ -128,14 +128,21 @@ def survival_metrics(
         usable = [
             i for i, h in enumerate(HORIZONS) if t_test.min() < h < min(t_test.max(), t_train_max)
         ]
-        for i, h in enumerate(HORIZONS):
+        for h in HORIZONS:
             out[f"td_auc_{h}"] = float("nan")
-            if i in usable:
-                with suppress(ValueError):
-                    auc, _ = cumulative_dynamic_auc(
-                        y_train, y_test, cumulative_risk[:, i], np.array([float(h)])
-                    )
-                    out[f"td_auc_{h}"] = float(auc[0])
+        if usable:
+            times = np.array([float(HORIZONS[i]) for i in usable])
+            try:  # every usable horizon in one call (one IPCW fit); the same AUCs as one by one
+                auc, _ = cumulative_dynamic_auc(y_train, y_test, cumulative_risk[:, usable], times)
+                for i, value in zip(usable, auc, strict=True):
+                    out[f"td_auc_{HORIZONS[i]}"] = float(value)
+            except ValueError:
+                for i in usable:
+                    with suppress(ValueError):
+                        auc, _ = cumulative_dynamic_auc(
+                            y_train, y_test, cumulative_risk[:, i], np.array([float(HORIZONS[i])])
+                        )
+                        out[f"td_auc_{HORIZONS[i]}"] = float(auc[0])
         out["integrated_brier"] = float("nan")
         if len(usable) >= 2:
             times = np.array([float(HORIZONS[i]) for i in usable])

@@ -6,14 +6,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from metapredict import __version__, feature_profile, features, plots, schema
+from metapredict import __version__, assessment, feature_profile, features, plots, schema, sizing
 from metapredict.cohort_io import read_table
 from metapredict.evaluation import (
     FamilyResult,
@@ -25,6 +25,7 @@ from metapredict.evaluation import (
 )
 from metapredict.models.baselines import CoxBaseline, LogisticTropism
 from metapredict.models.dormancy import DiscreteTimeHazard, survival_arrays
+from metapredict.models.ensemble import IntervalConfig, fit_ensemble
 from metapredict.models.tropism import TropismClassifier
 from metapredict.predictor import RISK_GROUPS, Predictor
 from metapredict.registry import (
@@ -35,7 +36,7 @@ from metapredict.registry import (
 )
 from metapredict.settings import StoreSettings
 from metapredict.simulator import SIMULATOR_VERSION, default_config, simulate_cohort
-from metapredict.training_config import DormancyConfig, TrainingConfig, TropismConfig
+from metapredict.training_config import SIZED, DormancyConfig, TrainingConfig, TropismConfig
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -65,6 +66,14 @@ class TrainingOutcome:
     sites: tuple[str, ...] = ()
     #: what the task's row and site selection left out, in words.
     notes: tuple[str, ...] = ()
+    #: why the model was not made champion (the guard's one line), or None.
+    refusal: str | None = None
+    #: the values the size rule chose for "auto" settings (metapredict.sizing).
+    sizing: dict[str, int] = field(default_factory=dict)
+    #: CV repeats used (5 x 5 folds below 2,000 patients by default).
+    repeats: int = 1
+    #: warnings about the evaluation (few test events), in words.
+    warnings: tuple[str, ...] = ()
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
@@ -111,9 +120,67 @@ def cohort_model(frame: pd.DataFrame) -> Any:
     return schema.Cohort
 
 
-def _estimators(config: TrainingConfig) -> dict[str, Callable[[], Any]]:
-    cat = features.categorical_indices()
+def _sizes(config: TrainingConfig, data: TaskData) -> sizing.Sizes:
+    from metapredict.models.dormancy import survival_arrays as _survival
+
+    events = len(data.train)
+    if isinstance(config, DormancyConfig):
+        events = int(_survival(data.y[data.train])[1].sum())
+    return sizing.Sizes(rows=len(data.train), events=events, patients=len(data.frame))
+
+
+def resolve_model(config: TrainingConfig, data: TaskData) -> tuple[dict[str, Any], dict[str, int]]:
+    """The model keyword arguments with "auto" values set by the size rule, and those values."""
     m = config.model.model_dump()
+    written = {k: m[k] for k in SIZED}
+    values, chosen = sizing.resolve(config.task, written, _sizes(config, data))
+    return m | values, chosen
+
+
+def resolve_repeats(config: TrainingConfig, data: TaskData) -> int:
+    repeats = config.cv.repeats
+    return sizing.cv_repeats(len(data.frame)) if repeats == sizing.AUTO else int(repeats)
+
+
+def evaluate_family(
+    config: TrainingConfig,
+    data: TaskData,
+    family: str,
+    make: Callable[[], Any],
+    repeats: int,
+    progress: Progress | None = None,
+) -> FamilyResult:
+    """One family's (repeated) CV and test evaluation; test intervals for the LightGBM model
+    being registered (the baselines show their CV spread)."""
+    resamples = config.cv.bootstrap_resamples if family == LIGHTGBM else 0
+    return cross_validate(
+        family,
+        make,
+        data,
+        folds=config.cv.folds,
+        seed=config.seed,
+        progress=progress,
+        repeats=repeats,
+        resamples=resamples,
+    )
+
+
+def champion_refusal(task: str, results: dict[str, FamilyResult]) -> str | None:
+    """The champion guard's verdict on the LightGBM model against its baseline's folds."""
+    best, baseline = results[LIGHTGBM], results[BASELINE[task]]
+    main = assessment.MAIN_METRIC[task]
+    assert best.test_prediction is not None
+    return assessment.degenerate_reason(
+        task,  # type: ignore[arg-type]
+        best.test_prediction,
+        best.folds.get(main, []),
+        baseline.folds.get(main, []),
+        best.fold_test_fraction,
+    )
+
+
+def _estimators(config: TrainingConfig, m: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    cat = features.categorical_indices()
     if isinstance(config, TropismConfig):
         C = config.baseline.C
         return {
@@ -152,7 +219,15 @@ def input_example(predictor: Predictor, rows: int = 2) -> pd.DataFrame:
     return example
 
 
-def build_predictor(config: TrainingConfig, data: TaskData, estimator: Any) -> Predictor:
+def build_predictor(
+    config: TrainingConfig,
+    data: TaskData,
+    estimator: Any,
+    intervals: IntervalConfig | None = None,
+) -> Predictor:
+    """The servable model: ``estimator`` (fitted on the training split) with what serving needs,
+    and its prediction intervals: a bootstrap ensemble refitted on the training split with the
+    estimator's own hyperparameters (``intervals``, default :class:`IntervalConfig`)."""
     train_frame = data.frame.iloc[data.train]
     ranges = features.FeatureEncoder().fit(train_frame).feature_ranges_
     predictor = Predictor(
@@ -162,6 +237,20 @@ def build_predictor(config: TrainingConfig, data: TaskData, estimator: Any) -> P
         categories=dict(data.categories),
         sites=data.sites,
     )
+    predictor.intervals = fit_ensemble(
+        estimator,
+        data.X[data.train],
+        data.y[data.train],
+        config=intervals or IntervalConfig(),
+        seed=config.seed,
+    )
+    if predictor.intervals is not None:
+        logger.info(
+            "%s: %d bootstrap members for the prediction intervals in %.1f s",
+            config.task,
+            len(predictor.intervals.members),
+            predictor.intervals.fit_seconds,
+        )
     if isinstance(config, DormancyConfig):
         risk_120 = predictor.predict_matrix(data.X[data.train])[:, 2]
         low, high = np.quantile(risk_120, [1 / 3, 2 / 3])
@@ -254,12 +343,24 @@ def _run_training(
         "metapredict_version": __version__,
     }
     results: dict[str, FamilyResult] = {}
+    model_args, chosen = resolve_model(config, task_data)
+    repeats = resolve_repeats(config, task_data)
+    warnings: list[str] = []
+    test_events = assessment.count_test_events(config.task, task_data.y[task_data.test])
+    if test_events < assessment.FEW_TEST_EVENTS:
+        what = "relapses" if config.task == "dormancy" else "patients in a site's rarer class"
+        warnings.append(
+            f"the test split has only {test_events} {what} (fewer than "
+            f"{assessment.FEW_TEST_EVENTS}): its metrics are noisy; read their intervals"
+        )
     with start_job_run(
         config.task, run_name=f"{config.task}-train", tags=tags, settings=settings
     ) as job:
         job.log_params(
             {
                 **_flatten("", config.model_dump()),
+                **{f"sizing.{k}": v for k, v in chosen.items()},
+                "cv.repeats_used": repeats,
                 "n_patients": len(cohort.frame),
                 "n_task_rows": len(task_data.frame),
                 "n_train": len(task_data.train),
@@ -280,12 +381,10 @@ def _run_training(
             feature_profile.build_profile(task_data.frame.iloc[task_data.train]),
             REFERENCE_PROFILE_ARTIFACT,
         )
-        for family, make in _estimators(config).items():
+        for family, make in _estimators(config, model_args).items():
             with job.child(family) as child:
                 child.set_tags({**tags, "model_family": family})
-                result = cross_validate(
-                    family, make, task_data, folds=config.cv.folds, seed=config.seed, progress=step
-                )
+                result = evaluate_family(config, task_data, family, make, repeats, step)
                 add_oracle_ratios(result, oracle, config.task, task_data.sites)
                 child.log_params(make().get_params())
                 child.log_metrics(result.all_metrics())
@@ -296,12 +395,30 @@ def _run_training(
                 child.log_metrics(oracle.all_metrics())
         best = results[LIGHTGBM]
         job.log_metrics(best.all_metrics())
+        refusal = champion_refusal(config.task, results)
+        job.log_dict(
+            {
+                "warnings": warnings,
+                "nan_reasons": best.reasons,
+                "worse_than_trivial": best.flags,
+                "not_champion": refusal,
+            },
+            "assessment.json",
+        )
         step("logging plots and registering the model")
-        predictor = build_predictor(config, task_data, best.estimator)
+        predictor = build_predictor(config, task_data, best.estimator, config.intervals)
+        if predictor.intervals is not None:
+            job.log_metrics({"intervals_fit_seconds": predictor.intervals.fit_seconds})
         _log_plots(job, task_data, predictor, best)
-        registered = job.log_and_register(predictor, input_example(predictor), alias=alias)
+        registered = job.log_and_register(
+            predictor, input_example(predictor), alias=alias, refusal=refusal
+        )
         job.set_tags(
-            {"registered_version": registered.version, "registered_alias": registered.alias}
+            {
+                "registered_version": registered.version,
+                "registered_alias": registered.alias or "none",
+                **({"not_champion": refusal} if refusal else {}),
+            }
         )
     return TrainingOutcome(
         task=config.task,
@@ -313,4 +430,8 @@ def _run_training(
         seconds=time.perf_counter() - started,
         sites=task_data.sites,
         notes=task_data.notes,
+        refusal=refusal,
+        sizing=chosen,
+        repeats=repeats,
+        warnings=tuple(warnings),
     )

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from metapredict import features, schema
 from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
 from metapredict.models.dormancy import DiscreteTimeHazard
+from metapredict.models.ensemble import BootstrapEnsemble
 from metapredict.models.tropism import TropismClassifier
 from metapredict.tasks import Task
 
@@ -68,9 +69,14 @@ class Predictor:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: tropism only: the organs the model predicts, in output order.
     sites: tuple[str, ...] = ()
+    #: the bootstrap ensemble behind the prediction intervals (None: a model without
+    #: intervals, e.g. one saved before they existed).
+    intervals: BootstrapEnsemble | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickle, filling what models saved before schema 2.0.0 did not record."""
+        """Unpickle, filling what older models did not record (categories and sites before
+        schema 2.0.0; intervals before they existed: None)."""
+        state.setdefault("intervals", None)
         if "categories" not in state:
             state["categories"] = {"cancer_type": LEGACY_CANCER_TYPES, "stage": LEGACY_STAGES}
             state["sites"] = schema.sites() if state.get("task") == "tropism" else ()
@@ -90,6 +96,20 @@ class Predictor:
     @property
     def output_names(self) -> tuple[str, ...]:
         return self.sites if self.task == "tropism" else DORMANCY_OUTPUTS
+
+    @property
+    def interval_level(self) -> float | None:
+        """Nominal coverage of the intervals (None: the model has none)."""
+        return self.intervals.level if self.intervals is not None else None
+
+    @property
+    def batch_columns(self) -> tuple[str, ...]:
+        """Columns of :meth:`predict_batch`: the outputs, then ``<output>_lower`` and
+        ``<output>_upper`` per output (the outputs alone for a model without intervals)."""
+        names = self.output_names
+        if self.intervals is None:
+            return names
+        return (*names, *(f"{n}_{side}" for n in names for side in ("lower", "upper")))
 
     @property
     def explained_outputs(self) -> tuple[str, ...]:
@@ -128,6 +148,21 @@ class Predictor:
             result: FloatArray = 1.0 / (1.0 + np.exp(-margins))
             return result
         return self.estimator.predict_outputs(X)
+
+    def interval_bounds(self, X: FloatArray, outputs: FloatArray) -> FloatArray | None:
+        """(n, outputs, 2) lower and upper bounds around ``outputs`` (this model's prediction for
+        ``X``), or None for a model without intervals."""
+        if self.intervals is None:
+            return None
+        return self.intervals.bounds(X, outputs)
+
+    def batch_matrix(self, X: FloatArray) -> FloatArray:
+        """(n, len(batch_columns)): the outputs, then each output's lower and upper bound."""
+        outputs = self.predict_matrix(X)
+        bounds = self.interval_bounds(X, outputs)
+        if bounds is None:
+            return outputs
+        return np.concatenate([outputs, bounds.reshape(outputs.shape[0], -1)], axis=1)
 
     def contributions_matrix(self, X: FloatArray) -> FloatArray:
         """(n, explained outputs, features + 1) signed log-odds contributions; last = bias."""
@@ -180,6 +215,13 @@ class Predictor:
         X = self.encode_frame(frame)
         return pd.DataFrame(
             self.predict_matrix(X), columns=list(self.output_names), index=frame.index
+        )
+
+    def predict_batch(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Predictions with their intervals, one column per :attr:`batch_columns` entry."""
+        X = self.encode_frame(frame)
+        return pd.DataFrame(
+            self.batch_matrix(X), columns=list(self.batch_columns), index=frame.index
         )
 
     def contributions(self, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:

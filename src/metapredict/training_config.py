@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metapredict.metrics import HORIZONS
+from metapredict.sizing import AUTO, Auto
 from metapredict.tasks import TASKS as TASKS
 from metapredict.tasks import Task as Task
 
@@ -26,13 +27,21 @@ class DataConfig(_Strict):
 
 class CVConfig(_Strict):
     folds: Annotated[int, Field(ge=2, le=20)] = 5
+    #: "auto": 5 repeats below 2,000 patients, else 1 (metapredict.sizing).
+    repeats: Annotated[int, Field(ge=1, le=20)] | Auto = AUTO
+    #: Bootstrap resamples of the test split behind each test metric's 95 % interval.
+    bootstrap_resamples: Annotated[int, Field(ge=20, le=5000)] = 200
+
+
+#: The hyperparameters the size rule may set (metapredict.sizing); "auto" lets it.
+SIZED = ("n_estimators", "num_leaves", "min_child_samples")
 
 
 class LightGBMConfig(_Strict):
-    n_estimators: Annotated[int, Field(ge=1, le=10_000)] = 400
+    n_estimators: Annotated[int, Field(ge=1, le=10_000)] | Auto = AUTO
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.02
-    num_leaves: Annotated[int, Field(ge=2, le=1024)] = 3
-    min_child_samples: Annotated[int, Field(ge=1)] = 50
+    num_leaves: Annotated[int, Field(ge=2, le=1024)] | Auto = 3
+    min_child_samples: Annotated[int, Field(ge=1)] | Auto = AUTO
     subsample: Annotated[float, Field(gt=0, le=1)] = 0.8
     colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 0.8
     reg_lambda: Annotated[float, Field(ge=0)] = 5.0
@@ -61,6 +70,20 @@ class DormancyModelConfig(LightGBMConfig):
         return self
 
 
+class IntervalConfig(_Strict):
+    """How prediction intervals are fitted (defaults documented in docs/intervals.md)."""
+
+    #: Bootstrap members refitted after the main model; 0 fits none (no intervals).
+    members: Annotated[int, Field(ge=0, le=200)] = 10
+    #: Nominal coverage of each interval.
+    level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.9
+    #: Added to the training seed: the resamples' and the members' seeds.
+    seed_offset: int = 1000
+    #: Serve the members' spread from a small model of it (one booster call per output)
+    #: instead of predicting every member (milliseconds per patient); see BootstrapEnsemble.
+    spread_model: bool = True
+
+
 class LogisticConfig(_Strict):
     C: Annotated[float, Field(gt=0)] = 1.0
 
@@ -76,6 +99,7 @@ class TropismConfig(_Strict):
     cv: CVConfig = CVConfig()
     model: TropismModelConfig = TropismModelConfig()
     baseline: LogisticConfig = LogisticConfig()
+    intervals: IntervalConfig = IntervalConfig()
 
 
 class DormancyConfig(_Strict):
@@ -84,9 +108,10 @@ class DormancyConfig(_Strict):
     data: DataConfig = DataConfig()
     cv: CVConfig = CVConfig()
     model: DormancyModelConfig = DormancyModelConfig(
-        n_estimators=300, learning_rate=0.05, num_leaves=7, min_child_samples=300, reg_lambda=10.0
+        learning_rate=0.05, num_leaves=AUTO, reg_lambda=10.0
     )
     baseline: CoxConfig = CoxConfig()
+    intervals: IntervalConfig = IntervalConfig()
 
 
 TrainingConfig = TropismConfig | DormancyConfig

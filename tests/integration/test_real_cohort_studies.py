@@ -47,8 +47,14 @@ STAGE_TEXT = {
     "III": ("Stage IIIB", "IIIC", "STAGE III"),
     "IV": ("Stage IV", "stage iv", "IVA"),
 }
-SMALL_TROPISM = "[cv]\nfolds = 2\n[model]\nn_estimators = 40\ncalibration_folds = 2\n"
-SMALL_DORMANCY = "[cv]\nfolds = 2\n[model]\nn_estimators = 40\n"
+#: The default model (sized to the cohort); fewer folds and resamples keep the suite quick.
+SMALL_TROPISM = (
+    "[cv]\nfolds = 3\nrepeats = 1\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\ncalibration_folds = 2\n"
+)
+SMALL_DORMANCY = (
+    "[cv]\nfolds = 3\nrepeats = 1\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+)
 
 
 def run(*args: str) -> Any:
@@ -155,7 +161,7 @@ def test_a_cbioportal_study_with_only_dfs_trains_dormancy_and_refuses_tropism(
 def test_a_site_only_study_with_stage_iv_missing_ages_and_a_new_type_trains_and_serves(
     tmp_store: StoreSettings, tmp_path: Path
 ) -> None:
-    cohort = simulate_cohort(1500, 32, default_config())
+    cohort = simulate_cohort(3000, 32, default_config())
     cohort = cohort.drop(columns=["site_adrenal_gland"])  # this study recorded seven sites
     files = write_study(tmp_path / "met", cohort, relapse=False, sites=True)
     out = tmp_path / "met.parquet"

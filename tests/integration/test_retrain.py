@@ -24,7 +24,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from metapredict import registry
+from metapredict import assessment, registry
 from metapredict.cli import app
 from metapredict.registry import promotion
 from metapredict.retraining import bootstrap, job
@@ -35,9 +35,23 @@ from metapredict.simulator import default_config, simulate_cohort
 from metapredict.training_config import load_training_config
 from tests.support import store_settings
 
-WEAK = "[cv]\nfolds = 2\n[model]\nn_estimators = 20\ncalibration_folds = 2\n"
+#: Few trees at a high rate: a real but weaker model (the champion guard refuses a constant
+#: one); STRONG learns more from a larger cohort. Few resamples keep the suite quick.
+WEAK = (
+    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\nn_estimators = 8\n"
+    "learning_rate = 0.1\nnum_leaves = 2\ncalibration_folds = 2\n"
+)
+#: A fair model from a small cohort: passes the champion guard, loses the gate to STRONG.
+MEDIUM = (
+    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\nn_estimators = 20\n"
+    "learning_rate = 0.1\ncalibration_folds = 2\n"
+)
 STRONG = (
-    "[cv]\nfolds = 2\n[model]\nn_estimators = 60\nlearning_rate = 0.05\ncalibration_folds = 2\n"
+    "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+    "[model]\nn_estimators = 60\n"
+    "learning_rate = 0.05\ncalibration_folds = 2\n"
 )
 BAD_ROWS_IN_BETTER_COHORT = 100
 
@@ -84,14 +98,15 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
         "METAPREDICT_ARTIFACT_ROOT": settings.artifact_root,
         "COLUMNS": "200",
     }
-    weak, strong = root / "weak.toml", root / "strong.toml"
+    weak, medium, strong = root / "weak.toml", root / "medium.toml", root / "strong.toml"
     weak.write_text(WEAK)
+    medium.write_text(MEDIUM)
     strong.write_text(STRONG)
     plan = {
         "first": (_cohort(root / "c1.parquet", 1_500, 1), weak),
         "failed": (_cohort(root / "c2.parquet", 1_500, 2), weak),
         "better": (_cohort(root / "c3.parquet", 5_000, 3, BAD_ROWS_IN_BETTER_COHORT), strong),
-        "worse": (_cohort(root / "c4.parquet", 1_500, 4), weak),
+        "worse": (_cohort(root / "c4.parquet", 1_500, 4), medium),
     }
     runner = CliRunner(env=env)
     steps: dict[str, Step] = {}
@@ -230,8 +245,8 @@ def test_two_concurrent_retrains_promote_at_most_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = store_settings(tmp_path / "store")
-    (tmp_path / "weak.toml").write_text(WEAK)
-    config = load_training_config("tropism", tmp_path / "weak.toml")
+    (tmp_path / "medium.toml").write_text(MEDIUM)
+    config = load_training_config("tropism", tmp_path / "medium.toml")
     cohorts = [_cohort(tmp_path / f"c{i}.parquet", 1_500, 10 + i) for i in range(2)]
     # Both jobs evaluate against the same (absent) champion, then race for the alias.
     both_ready = threading.Barrier(2, timeout=300)
@@ -242,6 +257,9 @@ def test_two_concurrent_retrains_promote_at_most_once(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(job.promotion, "promote_if_unchanged", racing)
+    # The race is the subject here, not the models: both challengers pass the champion guard
+    # (a small cohort's model may not, and would never reach the barrier).
+    monkeypatch.setattr(assessment, "degenerate_reason", lambda *args, **kwargs: None)
     results: list[RetrainResult] = []
     errors: list[BaseException] = []
 

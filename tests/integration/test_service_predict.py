@@ -11,6 +11,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import lightgbm as lgb
@@ -202,7 +203,9 @@ def test_tropism_answer(
     predictor = predictors["tropism"]
     frame = _frame(patients)
     expected = predictor.predict(frame)
+    batch = predictor.predict_batch(frame)
     contributions = predictor.contributions(frame)
+    assert body["interval_level"] == 0.9
     assert [p["id"] for p in body["patients"]] == [r["id"] for r in patients]
     for i, (answer, record) in enumerate(zip(body["patients"], patients, strict=True)):
         probabilities = answer["probabilities"]
@@ -210,6 +213,12 @@ def test_tropism_answer(
         np.testing.assert_allclose(
             list(probabilities.values()), expected.iloc[i].to_numpy(), atol=1e-9
         )
+        assert list(answer["intervals"]) == list(schema.sites())
+        for site, (lower, upper) in answer["intervals"].items():
+            assert 0.0 <= lower <= probabilities[site] <= upper <= 1.0
+            assert [lower, upper] == pytest.approx(
+                [batch.loc[i, f"{site}_lower"], batch.loc[i, f"{site}_upper"]], abs=1e-9
+            )
         ranked = [probabilities[s] for s in answer["ranked_sites"]]
         assert sorted(answer["ranked_sites"]) == sorted(schema.sites())
         assert ranked == sorted(ranked, reverse=True)
@@ -240,6 +249,8 @@ def test_dormancy_answer(
     predictor = predictors["dormancy"]
     frame = _frame(patients)
     expected = predictor.predict(frame)
+    batch = predictor.predict_batch(frame)
+    assert body["interval_level"] == 0.9
     contributions = predictor.contributions(frame)["relapse_hazard_60"]
     assert predictor.risk_cutoffs is not None
     for i, (answer, record) in enumerate(zip(body["patients"], patients, strict=True)):
@@ -255,6 +266,16 @@ def test_dormancy_answer(
         late = answer["late_relapse_probability"]
         assert 0.0 <= late <= 1.0
         assert late == pytest.approx(expected.loc[i, "late_relapse"], abs=1e-9)
+        intervals = answer["cumulative_risk_intervals"]
+        assert list(intervals) == list(risks)
+        for horizon, (lower, upper) in intervals.items():
+            assert 0.0 <= lower <= risks[horizon] <= upper <= 1.0
+            assert [lower, upper] == pytest.approx(
+                [batch.loc[i, f"risk_{horizon}_lower"], batch.loc[i, f"risk_{horizon}_upper"]],
+                abs=1e-9,
+            )
+        lower, upper = answer["late_relapse_interval"]
+        assert 0.0 <= lower <= late <= upper <= 1.0
         group = RISK_GROUPS[int(np.searchsorted(predictor.risk_cutoffs, risks["120"], "right"))]
         assert answer["risk_group"] == group
         _check_top(answer["top_features"], contributions.iloc[i], record)
@@ -510,6 +531,10 @@ def test_invocations_returns_what_mlflow_pyfunc_returns(
     assert response.status_code == 200, response.text
     predictions = pd.DataFrame(response.json()["predictions"])
     assert list(predictions.columns) == list(expected.columns)
+    # every output, then each one's interval
+    names = [c for c in expected.columns if not c.endswith(("_lower", "_upper"))]
+    bounds = [f"{n}_{side}" for n in names for side in ("lower", "upper")]
+    assert list(expected.columns) == [*names, *bounds]
     np.testing.assert_allclose(predictions.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
 
 
@@ -567,8 +592,42 @@ def test_explain_false_gives_the_same_answer_without_contributions(
         assert without.pop("top_features", None) is None
         assert set(without) == set(with_top)
         for key, value in with_top.items():  # outputs agree to rounding (another code path)
+            if key in INTERVALS:
+                np.testing.assert_allclose(_bounds(without[key]), _bounds(value), atol=1e-12)
+                continue
             expected = pytest.approx(value, abs=1e-12) if key in NUMERIC_OUTPUTS else value
             assert without[key] == expected, key
 
 
 NUMERIC_OUTPUTS = {"probabilities", "cumulative_risk", "late_relapse_probability"}
+INTERVALS = {"intervals", "cumulative_risk_intervals", "late_relapse_interval"}
+
+
+def _bounds(value: Any) -> list[float]:
+    """The numbers of an interval or of a dict of intervals, in order."""
+    pairs = value.values() if isinstance(value, dict) else [value]
+    return [x for pair in pairs for x in pair]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_model_without_intervals_answers_null_intervals(
+    trained_store: TrainedStore,
+    predictors: dict[str, Predictor],
+    patients: list[dict[str, Any]],
+    task: str,
+) -> None:
+    """A model trained before intervals existed still serves: its intervals are null."""
+    bare = {t: replace(p, intervals=None) for t, p in predictors.items()}
+    with TestClient(create_app(_settings(trained_store), **_injected(bare))) as c:
+        body = c.post(f"/v1/predict/{task}", json={"patients": patients}).json()
+        assert body["interval_level"] is None
+        for answer in body["patients"]:
+            if task == "tropism":
+                assert answer["intervals"] is None
+            else:
+                assert answer["cumulative_risk_intervals"] is None
+                assert answer["late_relapse_interval"] is None
+        frame = _frame(patients)
+        payload = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+        answer = c.post("/invocations", params={"task": task}, json=payload).json()
+        assert list(answer["predictions"][0]) == list(predictors[task].output_names)

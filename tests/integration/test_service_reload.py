@@ -41,8 +41,12 @@ ONE = {"patients": [example_patient()]}
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> StoreSettings:
     settings = store_settings(tmp_path_factory.mktemp("reload-store"))
-    first = run_training(tiny_training_config("tropism", n_estimators=10), settings=settings)
-    second = run_training(tiny_training_config("tropism", n_estimators=10), settings=settings)
+    first = run_training(
+        tiny_training_config("tropism", n_estimators=10, learning_rate=0.2), settings=settings
+    )
+    second = run_training(
+        tiny_training_config("tropism", n_estimators=10, learning_rate=0.2), settings=settings
+    )
     assert (first.registered.version, first.registered.alias) == ("1", "champion")
     assert (second.registered.version, second.registered.alias) == ("2", "challenger")
     return settings

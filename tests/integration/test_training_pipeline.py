@@ -127,7 +127,10 @@ def test_model_families_are_child_runs_with_identical_metric_names(
     by_family = {c.data.tags["model_family"]: set(c.data.metrics) for c in children}
     baseline = "logistic_regression" if task == "tropism" else "cox_ph"
     assert set(by_family) == {"lightgbm", baseline, "oracle"}
-    assert by_family["lightgbm"] == by_family[baseline]
+    # the registered model's test metrics also carry their bootstrap intervals
+    intervals = {m for m in by_family["lightgbm"] if m.endswith(("_ci95_low", "_ci95_high"))}
+    assert "test_macro_auroc_ci95_low" in intervals or "test_harrell_c_ci95_low" in intervals
+    assert by_family["lightgbm"] - intervals == by_family[baseline]
     main = "test_macro_auroc" if task == "tropism" else "test_harrell_c"
     assert main in by_family["oracle"]
 
@@ -158,15 +161,16 @@ def test_mlflow_pyfunc_returns_the_same_probabilities(
     model = mlflow.pyfunc.load_model(f"models:/metapredict-{task}@champion")
     predictor = registry.load(task, "champion", trained_store.settings)
     frame = input_example(predictor, rows=2)
-    native = predictor.predict(frame)
+    native = predictor.predict_batch(frame)  # the outputs, then their intervals
     via_pyfunc = model.predict(frame)
-    assert list(via_pyfunc.columns) == list(native.columns)
+    assert list(via_pyfunc.columns) == list(native.columns) == list(predictor.batch_columns)
+    assert len(native.columns) == 3 * len(predictor.output_names)
     np.testing.assert_allclose(via_pyfunc.to_numpy(), native.to_numpy(), rtol=0, atol=1e-12)
     assert ((via_pyfunc.to_numpy() >= 0) & (via_pyfunc.to_numpy() <= 1)).all()
 
 
 def test_second_training_registers_a_challenger(tmp_store: Any) -> None:
-    config = tiny_training_config("tropism", n_estimators=20)
+    config = tiny_training_config("tropism", n_estimators=20, learning_rate=0.1)
     first = run_training(config, settings=tmp_store)
     second = run_training(config, settings=tmp_store)
     assert (first.registered.alias, second.registered.alias) == ("champion", "challenger")
@@ -199,7 +203,11 @@ def test_train_cli_trains_on_a_user_cohort_file(tmp_store: Any, tmp_path: Path) 
     real_like = cohort.drop(columns=list(schema.oracle_columns()))
     data = _write_cohort(tmp_path / "cohort.parquet", real_like)
     config = tmp_path / "tropism.toml"
-    config.write_text("[cv]\nfolds = 2\n[model]\nn_estimators = 30\ncalibration_folds = 2\n")
+    config.write_text(
+        "[cv]\nfolds = 2\nbootstrap_resamples = 20\n[intervals]\nmembers = 2\n"
+        "[model]\nn_estimators = 30\n"
+        "learning_rate = 0.1\ncalibration_folds = 2\n"
+    )
     result = CliRunner().invoke(
         app, ["train", "tropism", "--data", str(data), "--config", str(config)]
     )
@@ -229,7 +237,7 @@ def test_a_stale_no_champion_read_cannot_make_a_second_champion(
     """Two first trainings at once: the loser's check saw no champion, the lock sees one."""
     from metapredict.registry import promotion
 
-    config = tiny_training_config("tropism", n_estimators=10)
+    config = tiny_training_config("tropism", n_estimators=10, learning_rate=0.2)
     first = run_training(config, settings=tmp_store)
     monkeypatch.setattr(promotion, "champion_version", lambda task, settings=None: None)
     second = run_training(config, settings=tmp_store)

@@ -113,3 +113,19 @@ def test_survival_metrics_returns_the_expected_keys() -> None:
     # The true risk orders patients well.
     assert out["harrell_c"] > 0.6
     assert out["uno_c"] > 0.6
+
+
+def test_time_dependent_auc_of_all_horizons_at_once_equals_one_by_one() -> None:
+    from sksurv.metrics import cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    rng = np.random.default_rng(4)
+    t_train, e_train = rng.exponential(80, 400), rng.random(400) < 0.4
+    t_test, e_test = rng.exponential(80, 150), rng.random(150) < 0.4
+    risk = np.sort(rng.random((150, 3)), axis=1)
+    out = metrics.survival_metrics(t_train, e_train, t_test, e_test, risk)
+    y_train = Surv.from_arrays(e_train, t_train)
+    y_test = Surv.from_arrays(e_test, t_test)
+    for i, h in enumerate(metrics.HORIZONS):
+        auc, _ = cumulative_dynamic_auc(y_train, y_test, risk[:, i], np.array([float(h)]))
+        assert out[f"td_auc_{h}"] == pytest.approx(float(auc[0]), abs=1e-12)

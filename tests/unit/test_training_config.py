@@ -39,7 +39,8 @@ def test_packaged_configs_carry_the_documented_settings() -> None:
     assert tropism.model.balance is True
     assert dormancy.model.interval_months == 6.0
     assert dormancy.model.max_months == 180.0
-    assert dormancy.model.min_child_samples == 300  # differs from the shared default (50)
+    assert dormancy.model.min_child_samples == "auto"  # sized to the cohort (metapredict.sizing)
+    assert dormancy.model.num_leaves == "auto" and tropism.model.num_leaves == 3
     assert dormancy.baseline.alpha == 1.0
 
 

@@ -11,6 +11,9 @@ from rich.table import Table
 
 from metapredict.tasks import Task
 
+#: Exit code of a training whose model the champion guard refused (metapredict.assessment).
+NOT_CHAMPION = 3
+
 KEY_METRICS = {
     "tropism": ("macro_auroc", "macro_auprc", "macro_brier", "macro_calibration_error"),
     "dormancy": ("harrell_c", "uno_c", "td_auc_36", "td_auc_60", "td_auc_120", "integrated_brier"),
@@ -37,7 +40,13 @@ def train(
         False, "--if-missing", help="Do nothing when the task already has a champion."
     ),
 ) -> None:
-    """Train the LightGBM model and its baseline with K-fold CV, log them to MLflow, register."""
+    """Train the LightGBM model and its baseline with K-fold CV, log them to MLflow, register.
+
+    Exit codes: 0 registered (champion, or challenger when a champion exists); 1 the cohort is
+    unusable for the task (invalid, or without the task's labels), nothing registered; 2 bad
+    config; 3 trained and registered without an alias because the model is not fit to be
+    champion (constant, indistinguishable from chance, or clearly worse than its baseline).
+    """
     from metapredict import registry
     from metapredict.evaluation import MissingLabels
     from metapredict.pipeline import run_training
@@ -80,9 +89,11 @@ def train(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
 
+    repeats = f"{outcome.repeats} x " if outcome.repeats > 1 else ""
     table = Table(
-        title=f"{task}: {cfg.cv.folds}-fold CV on {outcome.n_train:,} patients, "
-        f"test on {outcome.n_test:,}"
+        title=f"{task}: {repeats}{cfg.cv.folds}-fold CV on {outcome.n_train:,} patients, "
+        f"test on {outcome.n_test:,} (CV: mean ± SD over folds; test: value [95 % bootstrap "
+        "interval])"
     )
     table.add_column("metric")
     families = list(outcome.results)
@@ -95,24 +106,62 @@ def train(
         row = [name]
         for family in families:
             r = outcome.results[family]
-            row += [_fmt(r.cv.get(name)), _fmt(r.test.get(name))]
+            row += [_cv(r.cv, name), _test(r.test, r.test_ci, name)]
         if outcome.oracle is not None:
             row.append(_fmt(outcome.oracle.test.get(name)))
         table.add_row(*row)
     console.print(table)
+    best = outcome.results["lightgbm"]
+    main = "macro_auroc" if task == "tropism" else "harrell_c"
+    mean, low, high = best.cv_interval(main)
+    console.print(
+        f"lightgbm CV {main} {mean:.3f} (95 % interval {low:.3f}-{high:.3f}, corrected for "
+        "overlapping folds)"
+    )
+    for name, reason in best.reasons.items():
+        if name in KEY_METRICS[task] or name == main:
+            console.print(f"{name} is missing: {reason}")
+    for family, result in outcome.results.items():
+        for flag in result.flags:
+            console.print(f"[yellow]flag ({family}):[/yellow] {flag}")
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if outcome.sizing:
+        chosen = ", ".join(f"{k}={v}" for k, v in outcome.sizing.items())
+        console.print(f'size rule ("auto" in the config): {chosen}')
     if outcome.sites:
         console.print(f"sites trained: {', '.join(outcome.sites)}")
     for note in outcome.notes:
         console.print(f"note: {note}")
-    ratios = outcome.results["lightgbm"].ratio_to_oracle
-    main = "macro_auroc" if task == "tropism" else "harrell_c"
+    ratios = best.ratio_to_oracle
     if main in ratios:
         console.print(f"lightgbm test {main} = {ratios[main]:.3f} x oracle")
     reg = outcome.registered
+    if outcome.refusal is not None:
+        console.print(
+            f"[red]not champion:[/red] {outcome.refusal}; registered {reg.name} version "
+            f"{reg.version} without an alias (run {reg.run_id}) for inspection"
+        )
+        raise typer.Exit(NOT_CHAMPION)
     console.print(
         f"registered [bold]{reg.name}[/bold] version {reg.version} as @{reg.alias} "
         f"(run {reg.run_id}) in {outcome.seconds:.0f} s"
     )
+
+
+def _cv(values: dict[str, float], name: str) -> str:
+    mean, sd = values.get(name), values.get(f"{name}_std")
+    return "-" if mean is None else f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
+
+
+def _test(values: dict[str, float], ci: dict[str, tuple[float, float]], name: str) -> str:
+    value = values.get(name)
+    if value is None or value != value:
+        return "-"
+    if name in ci:
+        low, high = ci[name]
+        return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{value:.3f}"
 
 
 def _fmt(value: float | None) -> str:

@@ -31,6 +31,9 @@ def booster_params(
         "learning_rate": learning_rate,
         "num_leaves": num_leaves,
         "min_data_in_leaf": min_child_samples,
+        # A category (cancer type, stage) may form its own branch once it holds as many rows as
+        # a leaf; LightGBM's default (100) hid every cancer type of a small cohort from the trees.
+        "min_data_per_group": min_child_samples,
         "bagging_fraction": subsample,
         "bagging_freq": 1 if subsample < 1.0 else 0,
         "feature_fraction": colsample_bytree,

@@ -32,6 +32,8 @@ OUTPUT_NAMES: tuple[str, ...] = (
 )
 #: P(relapse in (LATE_FROM, LATE_TO] | relapse-free at LATE_FROM).
 LATE_FROM, LATE_TO = 60, 120
+#: How far the hazards :meth:`DiscreteTimeHazard.predict_outputs` needs reach.
+OUTPUT_MONTHS = max(*HORIZONS, LATE_TO)
 
 
 def survival_arrays(y: Any) -> tuple[FloatArray, NDArray[np.bool_]]:
@@ -63,6 +65,18 @@ def person_period(
     rows[:, :-1] = X[patient]
     rows[:, -1] = offsets * width
     return rows, target
+
+
+def outputs_from_hazards(h: FloatArray, interval_months: float) -> FloatArray:
+    """(n, 4) outputs of :meth:`DiscreteTimeHazard.predict_outputs` from (n, intervals) hazards
+    reaching ``OUTPUT_MONTHS``: risks at 36, 60, 120 months and the late-relapse probability."""
+    survival = np.cumprod(1.0 - h, axis=1, dtype=np.float64)
+    idx = [round(m / interval_months) - 1 for m in (*HORIZONS, LATE_FROM, LATE_TO)]
+    risk = 1.0 - survival[:, idx]
+    n_h = len(HORIZONS)
+    at_from, at_to = risk[:, n_h], risk[:, n_h + 1]
+    late = (at_to - at_from) / np.clip(1.0 - at_from, 1e-12, None)
+    return np.column_stack([risk[:, :n_h], np.clip(late, 0.0, 1.0)])
 
 
 class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
@@ -187,11 +201,9 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
 
     def predict_outputs(self, X: ArrayLike) -> FloatArray:
         """(n, 4): cumulative risk at 36, 60, 120 months and P(relapse in (60,120] | free at 60)."""
-        risk = self.cumulative_risk(X, (*HORIZONS, LATE_FROM, LATE_TO))
-        n_h = len(HORIZONS)
-        at_from, at_to = risk[:, n_h], risk[:, n_h + 1]
-        late = (at_to - at_from) / np.clip(1.0 - at_from, 1e-12, None)
-        return np.column_stack([risk[:, :n_h], np.clip(late, 0.0, 1.0)])
+        return outputs_from_hazards(
+            self.hazards(X, upto_months=OUTPUT_MONTHS), self.interval_months
+        )
 
     def predict(self, X: ArrayLike) -> FloatArray:
         result: FloatArray = self.cumulative_risk(X, (HORIZONS[-1],))[:, 0]

@@ -134,11 +134,12 @@ def predict_rows(predictors: Sequence[FastRowPredictor], rows: FloatArray, out: 
     objects): the C call is most of what a row costs.
     """
     n = rows.shape[0]
-    for p in predictors:
-        if rows.shape != (n, p.n_features) or out.shape != (n, len(predictors), p.width):
+    # One pass over the (many, with an interval ensemble) predictors, then at most one shape.
+    for n_features, width in {(p.n_features, p.width) for p in predictors}:
+        if rows.shape != (n, n_features) or out.shape != (n, len(predictors), width):
             raise ValueError(
                 f"rows {rows.shape} / out {out.shape} do not fit a predictor of "
-                f"{p.n_features} features and {p.width} outputs"
+                f"{n_features} features and {width} outputs"
             )
     if not (
         rows.dtype == np.float64
@@ -149,9 +150,15 @@ def predict_rows(predictors: Sequence[FastRowPredictor], rows: FloatArray, out: 
         raise ValueError("rows and out must be C-contiguous float64 arrays")
     rows_at, out_at = rows.ctypes.data, out.ctypes.data
     row_step, out_row_step, out_step = rows.strides[0], out.strides[0], out.strides[1]
+    call = _PREDICT_ROW  # what FastRowPredictor._predict_at does, without a method call per row
     for k, p in enumerate(predictors):
+        handle, out_len = p._handle_address, p._out_len_address
         for i in range(n):
-            p._predict_at(rows_at + i * row_step, out_at + i * out_row_step + k * out_step)
+            status = call(
+                handle, rows_at + i * row_step, out_len, out_at + i * out_row_step + k * out_step
+            )
+            if status:
+                basic._safe_call(status)
 
 
 def fast_rows(X: Any, n_features: int) -> FloatArray | None:

@@ -2,7 +2,9 @@
 
 It wraps the same native :class:`~metapredict.predictor.Predictor` the service uses, validates
 input with the schema and returns probabilities (tropism: one column per site; dormancy: risks
-at 36/60/120 months and the late-relapse probability).
+at 36/60/120 months and the late-relapse probability), then each one's interval as
+``<output>_lower`` and ``<output>_upper`` (:attr:`Predictor.batch_columns`; a model trained
+before intervals existed returns the probabilities alone, as it always did).
 """
 
 from __future__ import annotations
@@ -32,4 +34,4 @@ class MetapredictPyfunc(PythonModel):
             )
         validated = schema.validate(frame, schema.Features)
         self.predictor.check_categories(validated)
-        return self.predictor.predict(validated)
+        return self.predictor.predict_batch(validated)

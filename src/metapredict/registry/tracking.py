@@ -146,13 +146,20 @@ class JobRun:
             yield JobRun(run.info.run_id, self.task, self.client, self.experiment_id, self.settings)
 
     def log_and_register(
-        self, predictor: Predictor, input_example: pd.DataFrame, *, alias: str | None = None
+        self,
+        predictor: Predictor,
+        input_example: pd.DataFrame,
+        *,
+        alias: str | None = None,
+        refusal: str | None = None,
     ) -> RegisteredVersion:
         """Log the whole fitted predictor as an MLflow model and register it.
 
         The first version of a model gets alias ``champion``; later ones ``challenger``
         (promotion is the retraining gate's decision). An explicit ``alias`` is set instead
-        (the retraining job passes ``challenger`` and promotes under a lock).
+        (the retraining job passes ``challenger`` and promotes under a lock). With a
+        ``refusal`` (the champion guard's reason) the version gets no alias unless one is
+        given, and the reason as its ``not_champion`` tag.
         """
         import joblib
         import mlflow
@@ -161,7 +168,7 @@ class JobRun:
         from metapredict.registry.pyfunc import MetapredictPyfunc
 
         name = model_name(self.task)
-        example_output = predictor.predict(input_example)
+        example_output = predictor.predict_batch(input_example)
         signature = infer_signature(input_example, example_output)
         _make_optional(signature, predictor)
         with tempfile.TemporaryDirectory(prefix="metapredict-log-") as tmp:
@@ -180,6 +187,16 @@ class JobRun:
                 )
         version = str(info.registered_model_version)
         client = self.client
+        if refusal is not None:
+            client.set_model_version_tag(name, version, "not_champion", refusal)
+            if alias is None:
+                client.set_model_version_tag(
+                    name, version, "schema_version", predictor.schema_version
+                )
+                logger.info("registered %s version %s without an alias", name, version)
+                return RegisteredVersion(
+                    name, version, "", self.run_id, f"models:/{name}/{version}"
+                )
         if alias is None:
             # The first version becomes champion through the same compare-and-set (under the
             # registry lock) as a promotion, so two first trainings cannot both claim it.

@@ -255,7 +255,6 @@ def _run(
         promotion.tag_run(outcome.registered.run_id, {"retrain_run_id": run.run_id}, settings)
         if outcome.n_test != len(task_data.test):
             raise RuntimeError("the challenger's held-out split differs from the job's")
-
         comparison: bootstrap.PairedComparison | None = None
         verdict: gate.GateResult | None = None
         if champion is None:
@@ -303,7 +302,14 @@ def _run(
             "verdict": verdict,
             "drift_report": report,
         }
-        if verdict is not None and not verdict.promote:
+        if outcome.refusal is not None:  # the champion guard, as in `train`
+            result = finish(
+                Outcome.KEPT,
+                f"kept: challenger version {version} is not fit to be champion: {outcome.refusal}",
+                champion_after=before,
+                **extra,
+            )
+        elif verdict is not None and not verdict.promote:
             result = finish(Outcome.KEPT, reason, champion_after=before, **extra)
         else:
             step("promoting the challenger")

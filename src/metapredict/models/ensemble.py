@@ -1,0 +1,268 @@
+"""Prediction intervals: a bootstrap ensemble of the fitted LightGBM model.
+
+After the model is fitted, ``members`` copies of it are refitted, with the same
+hyperparameters, on bootstrap resamples of the same training rows (each with its own seed).
+How much the members disagree about a patient is how much the prediction would move had the
+model been trained on another cohort of the same size from the same population: the
+estimation uncertainty of that patient's probability.
+
+The interval of an output is built on the log-odds scale around the main model's own estimate:
+
+    logit(p) +/- z * sd,   mapped back with the logistic function,
+
+where ``p`` is the main model's prediction (the point estimate the service returns), ``sd``
+the standard deviation of the members' log-odds for that patient and output, and ``z`` the
+standard normal quantile of the level (1.645 at 90 %). A standard deviation from 10-20
+members is steadier than their 5th and 95th percentiles; the interval is centred on ``p`` on the
+log-odds scale, so ``p`` lies inside it by construction (and the bounds are clamped to contain
+it against rounding), and it stays inside [0, 1].
+
+Tropism members reuse the main model's per-site Platt calibration instead of refitting
+calibration folds (a member costs one fit per site, not four). Predicting every member costs
+milliseconds per patient, so the served ``sd`` comes from a spread model: per output, one small
+regression booster fitted on the training rows to log(members' sd) (see
+:class:`BootstrapEnsemble`). What the interval does not
+contain is the model's bias (e.g. the pull towards the average of shallow, regularised trees):
+``benchmarks/intervals.py`` measures how often the simulator's true probabilities fall
+inside.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import clone
+
+from metapredict.models.boosting import PREDICT_THREADS, training_threads
+from metapredict.models.dormancy import OUTPUT_MONTHS, DiscreteTimeHazard, outputs_from_hazards
+from metapredict.models.fast_rows import NORMAL, RAW, FastRowCache, fast_rows, predict_rows
+from metapredict.models.tropism import TropismClassifier
+from metapredict.training_config import IntervalConfig as IntervalConfig
+
+FloatArray = NDArray[np.float64]
+Estimator = TropismClassifier | DiscreteTimeHazard
+
+#: Probabilities are clipped to [EPS, 1 - EPS] before taking log-odds (risks can be exactly 0).
+EPS = 1e-9
+
+
+#: The spread model: one small LightGBM regression per output, on log(members' sd).
+SPREAD_TREES = 100
+SPREAD_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.1,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "lambda_l2": 1.0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+#: Floor of a members' standard deviation before its log is taken.
+MIN_SPREAD = 1e-6
+
+
+class BootstrapEnsemble:
+    """Members refitted on bootstrap resamples, and the spread model :meth:`bounds` uses.
+
+    The members' standard deviation (log-odds) is exact but costs every member's prediction
+    (10 x sites boosters for tropism, 10 x 20 for dormancy: milliseconds per patient). The
+    served intervals take it from the spread model instead: per output, a small regression
+    booster fitted on the training rows to log(members' sd), one booster call per output.
+    :meth:`exact_spread` still computes it from the members.
+    """
+
+    def __init__(
+        self,
+        members: list[Estimator],
+        level: float,
+        fit_seconds: float = 0.0,
+        spread_boosters: list[lgb.Booster] | None = None,
+    ) -> None:
+        if len(members) < 2:
+            raise ValueError("a bootstrap ensemble needs at least 2 members")
+        self.members = members
+        self.level = level
+        #: wall time it took to fit the members and the spread model.
+        self.fit_seconds = fit_seconds
+        #: per output, log(members' sd) from the features (None: use the members themselves).
+        self.spread_boosters = spread_boosters
+        self._rows = FastRowCache()
+
+    @property
+    def z(self) -> float:
+        return statistics.NormalDist().inv_cdf(0.5 + self.level / 2.0)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "members": self.members,
+            "level": self.level,
+            "fit_seconds": self.fit_seconds,
+            "spread_boosters": self.spread_boosters,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.members = state["members"]
+        self.level = state["level"]
+        self.fit_seconds = state.get("fit_seconds", 0.0)
+        self.spread_boosters = state.get("spread_boosters")
+        self._rows = FastRowCache()
+
+    # -- the members' predictions ----------------------------------------------------------
+
+    def member_logits(self, X: FloatArray) -> FloatArray:
+        """(members, n, outputs): each member's predictions on the log-odds scale."""
+        first = self.members[0]
+        small = fast_rows(X, int(first.n_features_in_))
+        if isinstance(first, TropismClassifier):
+            return self._tropism_logits(X, small)
+        return self._dormancy_logits(X, small)
+
+    def _tropism_logits(self, X: FloatArray, small: FloatArray | None) -> FloatArray:
+        members: list[TropismClassifier] = self.members
+        if small is None:
+            return np.stack([m.margins(X) for m in members])
+        # Every member's every site in one pass of the single-row fast path.
+        n_sites = members[0].n_outputs_
+        boosters = [b for m in members for b in m.boosters_]
+        predictors = self._rows.get_all(boosters, RAW, small.shape[1])
+        out = np.empty((small.shape[0], len(boosters), 1))
+        predict_rows(predictors, small, out)
+        raw = out[:, :, 0].reshape(small.shape[0], len(members), n_sites).transpose(1, 0, 2)
+        slopes, intercepts = members[0]._calibration()  # shared: the main model's
+        result: FloatArray = raw * slopes + intercepts
+        return result
+
+    def _dormancy_logits(self, X: FloatArray, small: FloatArray | None) -> FloatArray:
+        members: list[DiscreteTimeHazard] = self.members
+        if small is None:
+            risks = np.stack([m.predict_outputs(X) for m in members])
+        else:
+            first = members[0]
+            k = round(OUTPUT_MONTHS / first.interval_months)
+            rows = first._expand(small, k)
+            boosters = [m.booster_ for m in members]
+            predictors = self._rows.get_all(boosters, NORMAL, rows.shape[1])
+            out = np.empty((rows.shape[0], len(members), 1))
+            predict_rows(predictors, rows, out)
+            hazards = out[:, :, 0].T.reshape(len(members) * small.shape[0], k)
+            risks = outputs_from_hazards(hazards, first.interval_months).reshape(
+                len(members), small.shape[0], -1
+            )
+        return logit(risks)
+
+    # -- intervals ---------------------------------------------------------------------------
+
+    def exact_spread(self, X: FloatArray) -> FloatArray:
+        """(n, outputs): the members' standard deviation on the log-odds scale."""
+        result: FloatArray = self.member_logits(X).std(axis=0, ddof=1)
+        return result
+
+    def spread(self, X: FloatArray) -> FloatArray:
+        """(n, outputs): the spread model's members' standard deviation (log-odds)."""
+        boosters = self.spread_boosters
+        if boosters is None:
+            return self.exact_spread(X)
+        n_features = int(self.members[0].n_features_in_)
+        small = fast_rows(X, n_features)
+        if small is not None:
+            out = np.empty((small.shape[0], len(boosters), 1))
+            predict_rows(self._rows.get_all(boosters, RAW, n_features), small, out)
+            log_sd = out[:, :, 0]
+        else:
+            log_sd = np.column_stack(
+                [b.predict(X, raw_score=True, num_threads=PREDICT_THREADS) for b in boosters]
+            )
+        result: FloatArray = np.exp(log_sd)
+        return result
+
+    def bounds(self, X: FloatArray, outputs: FloatArray, *, exact: bool = False) -> FloatArray:
+        """(n, outputs, 2): lower and upper bound around the point estimates ``outputs``
+        (``exact``: from the members themselves rather than the spread model)."""
+        spread = self.exact_spread(X) if exact else self.spread(X)
+        centre = logit(outputs)
+        half = self.z * spread
+        lower = 1.0 / (1.0 + np.exp(half - centre))
+        upper = 1.0 / (1.0 + np.exp(-(centre + half)))
+        out = np.empty((*outputs.shape, 2))
+        # The point lies inside even where rounding (or a clipped 0 or 1) would put it outside.
+        out[..., 0] = np.minimum(lower, outputs)
+        out[..., 1] = np.maximum(upper, outputs)
+        return out
+
+
+def logit(p: FloatArray) -> FloatArray:
+    q = np.clip(p, EPS, 1.0 - EPS)
+    result: FloatArray = np.log(q) - np.log1p(-q)
+    return result
+
+
+def fit_ensemble(
+    estimator: Estimator, X: FloatArray, y: Any, *, config: IntervalConfig, seed: int
+) -> BootstrapEnsemble | None:
+    """Refit ``estimator`` ``config.members`` times on bootstrap resamples of (X, y).
+
+    Tropism members are fitted without calibration folds and take the main model's
+    calibration. None when ``config.members`` is 0.
+    """
+    if config.members == 0:
+        return None
+    started = time.perf_counter()
+    rng = np.random.default_rng([seed + config.seed_offset, X.shape[0]])
+    resamples = [rng.integers(0, X.shape[0], size=X.shape[0]) for _ in range(config.members)]
+    calibrated = isinstance(estimator, TropismClassifier)
+
+    def fit_member(b: int) -> Estimator:
+        # One LightGBM thread per member, members side by side: faster than one member at a
+        # time on all threads, and every concurrent LightGBM call uses the same num_threads
+        # (see boosting.PREDICT_THREADS).
+        member = clone(estimator).set_params(random_state=seed + config.seed_offset + b, n_jobs=1)
+        if calibrated:
+            member.set_params(calibration="none")
+        idx = resamples[b]
+        member.fit(X[idx], y[idx])
+        if calibrated:
+            member.calibrators_ = list(estimator.calibrators_)
+        fitted: Estimator = member
+        return fitted
+
+    workers = max(1, min(int(estimator.n_jobs), config.members))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        members = list(pool.map(fit_member, range(config.members)))
+    ensemble = BootstrapEnsemble(members, config.level)
+    if config.spread_model:
+        ensemble.spread_boosters = fit_spread_model(
+            X,
+            ensemble.exact_spread(X),
+            categorical=tuple(estimator.categorical_features),
+            seed=seed + config.seed_offset,
+            n_jobs=int(estimator.n_jobs),
+        )
+    ensemble.fit_seconds = time.perf_counter() - started
+    return ensemble
+
+
+def fit_spread_model(
+    X: FloatArray, spread: FloatArray, *, categorical: tuple[int, ...], seed: int, n_jobs: int
+) -> list[lgb.Booster]:
+    """Per output, a regression booster of log(``spread``) on the features of ``X``."""
+    threads = training_threads(X.shape[0], n_jobs)
+    params = {**SPREAD_PARAMS, "seed": seed, "num_threads": threads}
+    target = np.log(np.maximum(spread, MIN_SPREAD))
+    boosters = []
+    for k in range(spread.shape[1]):
+        data = lgb.Dataset(
+            X,
+            label=target[:, k],
+            categorical_feature=list(categorical),
+            free_raw_data=True,
+            params={"verbosity": -1, "num_threads": threads},
+        )
+        boosters.append(lgb.train(params, data, num_boost_round=SPREAD_TREES))
+    return boosters
