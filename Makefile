@@ -36,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Benchmarks (11 to 14 minutes on 2 cores; see benchmarks/README.md): benchmarks/results/*.md.
+# Benchmarks (about 30 minutes on 2 cores, not yet timed in full; see benchmarks/README.md): benchmarks/results/*.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
