@@ -69,7 +69,7 @@ def vocabulary(predictor: Predictor | None) -> Vocabulary:
     )
 
 
-def _normalised_label(value: Any) -> Any:
+def normalised_label(value: Any) -> Any:
     """Cancer-type text as the model's label; anything but a string is left to the checks."""
     if isinstance(value, str):
         try:
@@ -100,11 +100,11 @@ def _field(info: schema.ColumnInfo, vocab: Vocabulary) -> tuple[Any, Any]:
     description = info.description + (f" ({info.unit})" if info.unit else "")
     if info.name == CANCER_TYPE:
         if vocab.cancer_types is None:
-            annotation: Any = Annotated[str, BeforeValidator(_normalised_label)]
+            annotation: Any = Annotated[str, BeforeValidator(normalised_label)]
             return annotation, Field(
                 ..., description=description, pattern=schema.CANCER_TYPE_PATTERN
             )
-        annotation = Annotated[Literal[vocab.cancer_types], BeforeValidator(_normalised_label)]
+        annotation = Annotated[Literal[vocab.cancer_types], BeforeValidator(normalised_label)]
         return annotation, Field(..., description=description)
     if info.name == STAGE:
         return Literal[vocab.stages] | None, Field(None, description=description)

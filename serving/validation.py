@@ -26,7 +26,7 @@ from serving.request_model import (
     OPEN,
     STAGE,
     Vocabulary,
-    _normalised_label,
+    normalised_label,
     patient_model,
 )
 
@@ -200,7 +200,7 @@ def _validate_rows_pandera(
         if name in frame.columns:
             frame[name] = frame[name].astype(object)
     if CANCER_TYPE in frame.columns:
-        frame[CANCER_TYPE] = frame[CANCER_TYPE].map(_normalised_label)
+        frame[CANCER_TYPE] = frame[CANCER_TYPE].map(normalised_label)
     if ID_FIELD in frame.columns:
         for i, value in enumerate(frame[ID_FIELD].tolist()):
             if isinstance(value, str):
@@ -252,7 +252,7 @@ def _validate_rows_pandera(
         for c in schema.feature_columns():
             v = row.get(c)
             record[c] = float(values[c][i]) if c in values and v is not None else v
-        record[CANCER_TYPE] = _normalised_label(record[CANCER_TYPE])
+        record[CANCER_TYPE] = normalised_label(record[CANCER_TYPE])
         records.append(record)
     return records
 
