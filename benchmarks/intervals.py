@@ -94,7 +94,6 @@ def measure(
 ) -> Measured:
     """``trained``: ``store`` already holds this size's champions (quality's seed-7 store)."""
     from metapredict import registry, schema
-    from metapredict.evaluation import metastatic_at_diagnosis
     from metapredict.pipeline import run_training
 
     settings = store_settings(store)
@@ -115,7 +114,7 @@ def measure(
     if task == "tropism":
         rows = fresh[fresh[event].astype(bool)]
     else:
-        rows = fresh[~metastatic_at_diagnosis(fresh)]
+        rows = fresh[~schema.metastatic_at_diagnosis(fresh)]
     rows = rows[rows["cancer_type"].isin(predictor.cancer_types)]
     X = predictor.encode_frame(rows[list(schema.feature_columns())])
     outputs = predictor.predict_matrix(X)

@@ -87,19 +87,6 @@ class TaskData:
         return self.categories.get(features.CANCER_TYPE, ())
 
 
-def metastatic_at_diagnosis(cohort: pd.DataFrame) -> pd.Series:
-    """Patients with distant disease at diagnosis: stage IV, or a distant relapse at month 0
-    (the same thing when the stage was not recorded)."""
-    months, event = schema.survival_columns()
-    if "stage" in cohort.columns:
-        stage_iv = cohort["stage"].astype(object).eq(schema.METASTATIC_STAGE)
-    else:
-        stage_iv = pd.Series(False, index=cohort.index)
-    at_zero = cohort[event].astype(bool) & (cohort[months] <= 0)
-    result: pd.Series = (stage_iv | at_zero).astype(bool)
-    return result
-
-
 def _tropism_rows(cohort: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Patients whose metastatic sites are known: a distant relapse when the cohort records
     relapse, else at least one site flagged (a site-only study lists metastatic patients)."""
@@ -163,7 +150,7 @@ def prepare(task: Task, cohort: pd.DataFrame, *, test_size: float, seed: int) ->
     else:
         from sksurv.util import Surv
 
-        at_diagnosis = metastatic_at_diagnosis(cohort)
+        at_diagnosis = schema.metastatic_at_diagnosis(cohort)
         if at_diagnosis.any():
             notes.append(
                 f"{int(at_diagnosis.sum())} patient(s) metastatic at diagnosis left out (stage IV, "

@@ -446,6 +446,19 @@ def column_info(name: str) -> ColumnInfo:
     raise KeyError(name)
 
 
+def metastatic_at_diagnosis(cohort: pd.DataFrame) -> pd.Series:
+    """Patients with distant disease at diagnosis: stage IV, or a distant relapse at month 0
+    (the same thing when the stage was not recorded). Dormancy is for the others."""
+    months, event = survival_columns()
+    if "stage" in cohort.columns:
+        stage_iv = cohort["stage"].astype(object).eq(METASTATIC_STAGE)
+    else:
+        stage_iv = pd.Series(False, index=cohort.index)
+    at_zero = cohort[event].astype(bool) & (cohort[months].astype(float) <= 0.0)
+    result: pd.Series = (stage_iv | at_zero).astype(bool).rename("metastatic_at_diagnosis")
+    return result
+
+
 # --------------------------------------------------------------------------------------------
 # Validation with errors a researcher can read.
 

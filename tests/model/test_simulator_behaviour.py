@@ -20,7 +20,6 @@ from metapredict.simulator import (
     OracleScores,
     SimulatorConfig,
     default_config,
-    metastatic_at_diagnosis,
     score_oracle,
     simulate_cohort,
 )
@@ -49,7 +48,7 @@ def relapsed(cohort: pd.DataFrame) -> pd.DataFrame:
 
 def resected(cohort: pd.DataFrame) -> pd.DataFrame:
     """Patients with a resected stage I-III primary (the dormancy population)."""
-    return cohort[~metastatic_at_diagnosis(cohort)]
+    return cohort[~schema.metastatic_at_diagnosis(cohort)]
 
 
 def km_risk(cohort: pd.DataFrame, months: float) -> float:
@@ -163,7 +162,7 @@ def test_stage_iv_is_at_the_configured_rate_per_cancer_type(
     known = group["stage"].dropna()
     assert (known == schema.METASTATIC_STAGE).mean() == pytest.approx(expected, abs=0.02)
     # Month 0 marks metastatic at diagnosis whether or not the stage is known.
-    assert metastatic_at_diagnosis(group).mean() == pytest.approx(expected, abs=0.02)
+    assert schema.metastatic_at_diagnosis(group).mean() == pytest.approx(expected, abs=0.02)
 
 
 def test_default_stage_iv_rates_are_plausible(simulator_config: SimulatorConfig) -> None:
@@ -471,7 +470,7 @@ def test_oracle_risks_are_consistent(large_simulated_cohort: pd.DataFrame) -> No
     # (risk 1 from month 0) has nothing left to happen after month 60: 0 by convention.
     at_diagnosis = r60 == 1.0
     np.testing.assert_array_equal(
-        at_diagnosis, metastatic_at_diagnosis(large_simulated_cohort).to_numpy()
+        at_diagnosis, schema.metastatic_at_diagnosis(large_simulated_cohort).to_numpy()
     )
     resected_ = ~at_diagnosis
     np.testing.assert_allclose(
@@ -511,7 +510,7 @@ def test_observed_site_rates_match_the_oracle(
     observed = rel[f"site_{organ}"].mean()
     assert observed == pytest.approx(rel[f"oracle_site_{organ}"].mean(), abs=0.02)
     # Stage IV (sites at diagnosis) follows the same site model.
-    at_diagnosis = rel[metastatic_at_diagnosis(rel)]
+    at_diagnosis = rel[schema.metastatic_at_diagnosis(rel)]
     assert at_diagnosis[f"site_{organ}"].mean() == pytest.approx(
         at_diagnosis[f"oracle_site_{organ}"].mean(), abs=0.02
     )
@@ -534,7 +533,7 @@ def test_oracle_summary_is_realistic(
     assert oracle_scores.n_patients == len(large_simulated_cohort)
     assert oracle_scores.n_relapsed == int(large_simulated_cohort[EVENT].sum())
     assert oracle_scores.n_metastatic_at_diagnosis == int(
-        metastatic_at_diagnosis(large_simulated_cohort).sum()
+        schema.metastatic_at_diagnosis(large_simulated_cohort).sum()
     )
 
 

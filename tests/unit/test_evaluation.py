@@ -16,7 +16,6 @@ from metapredict.evaluation import (
     add_oracle_ratios,
     cross_validate,
     evaluate_oracle,
-    metastatic_at_diagnosis,
     oracle_metrics,
     prepare,
 )
@@ -58,7 +57,7 @@ def test_dormancy_trains_on_everyone_resected_with_censoring(
     simulated_cohort: pd.DataFrame, dormancy_data: TaskData
 ) -> None:
     cohort = simulated_cohort.head(1200)
-    cohort = cohort[~metastatic_at_diagnosis(cohort)]
+    cohort = cohort[~schema.metastatic_at_diagnosis(cohort)]
     assert len(dormancy_data.frame) == len(cohort) < 1200
     y = dormancy_data.y
     np.testing.assert_array_equal(y[y.dtype.names[0]], cohort[EVENT].to_numpy(bool))
@@ -111,7 +110,7 @@ def test_rare_strata_are_merged_so_the_split_still_works(simulated_cohort: pd.Da
 
 
 def test_too_few_patients_are_refused_with_the_count(simulated_cohort: pd.DataFrame) -> None:
-    simulated_cohort = simulated_cohort[~metastatic_at_diagnosis(simulated_cohort)]
+    simulated_cohort = simulated_cohort[~schema.metastatic_at_diagnosis(simulated_cohort)]
     relapsed = simulated_cohort[simulated_cohort[EVENT]].head(40)
     cohort = pd.concat([relapsed, simulated_cohort[~simulated_cohort[EVENT]].head(100)])
     with pytest.raises(MissingLabels, match=r"at least 50 metastatic patients.*has 40"):

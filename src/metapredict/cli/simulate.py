@@ -23,7 +23,6 @@ def simulate(
     from metapredict.cohort_io import write_parquet_atomic
     from metapredict.simulator import (
         load_config,
-        metastatic_at_diagnosis,
         score_oracle,
         simulate_cohort,
     )
@@ -43,7 +42,7 @@ def simulate(
 
     months, event = schema.survival_columns()
     relapsed = cohort[cohort[event]]
-    metastatic = metastatic_at_diagnosis(cohort)
+    metastatic = schema.metastatic_at_diagnosis(cohort)
     cells = list(schema.lm22_columns())
     console.print(
         f"wrote [bold]{out}[/bold]: {len(cohort):,} patients, "

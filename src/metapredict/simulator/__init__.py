@@ -8,7 +8,7 @@ from metapredict.simulator.config import (
     load_config,
 )
 from metapredict.simulator.generate import CLR_PSEUDOCOUNT, simulate_cohort
-from metapredict.simulator.oracle import OracleScores, metastatic_at_diagnosis, score_oracle
+from metapredict.simulator.oracle import OracleScores, score_oracle
 
 __all__ = [
     "CANCER_TYPES",
@@ -18,7 +18,6 @@ __all__ = [
     "SimulatorConfig",
     "default_config",
     "load_config",
-    "metastatic_at_diagnosis",
     "score_oracle",
     "simulate_cohort",
 ]

@@ -36,22 +36,12 @@ class OracleScores:
         return out
 
 
-def metastatic_at_diagnosis(cohort: pd.DataFrame) -> pd.Series:
-    """Patients metastatic at diagnosis: stage IV, or a relapse observed at month 0 (the
-    simulator writes month 0 only for stage IV, so this also finds those whose stage is
-    missing)."""
-    months, event = schema.survival_columns()
-    at_zero = cohort[event].astype(bool) & (cohort[months].astype(float) <= 0.0)
-    stage_iv = cohort["stage"].astype(object).eq(schema.METASTATIC_STAGE)
-    return (at_zero | stage_iv).rename("metastatic_at_diagnosis")
-
-
 def score_oracle(cohort: pd.DataFrame) -> OracleScores:
     """Per-site AUROC among relapsed patients (stage IV included) and Harrell's C over the
     patients with a resected primary (stage IV excluded)."""
     months, event = schema.survival_columns()
     relapsed = cohort[cohort[event].astype(bool)]
-    metastatic = metastatic_at_diagnosis(cohort)
+    metastatic = schema.metastatic_at_diagnosis(cohort)
     resected = cohort[~metastatic]
     y = relapsed[list(schema.site_columns())].to_numpy(dtype=bool)
     p = relapsed[[f"oracle_{c}" for c in schema.site_columns()]].to_numpy(dtype=float)
