@@ -131,16 +131,11 @@ class Cell:
 def patient_rows(n: int, seed: int = 20240) -> tuple[list[str], list[list[Any]]]:
     """``n`` simulated patients with every optional input present, resected (stage I-III, so
     both models answer for them); feature columns only."""
-    from metapredict import schema
-    from metapredict.simulator import default_config, simulate_cohort
+    from metapredict.simulator import complete_patients, default_config
 
-    columns = list(schema.feature_columns())
     # About a third of simulated patients have every optional input and a stage I-III.
-    frame = simulate_cohort(max(6 * n, 400), seed, default_config())
-    frame = frame.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
-    frame = frame[frame["stage"] != schema.METASTATIC_STAGE][columns].head(n)
-    if len(frame) < n:
-        raise RuntimeError(f"only {len(frame)} complete patients for a batch of {n}")
+    frame = complete_patients(n, seed, draw=max(6 * n, 400), config=default_config())
+    columns = list(frame.columns)
     rows: list[list[Any]] = []
     for record in frame.astype(object).to_numpy().tolist():
         rows.append([v.item() if isinstance(v, np.generic) else v for v in record])

@@ -141,11 +141,9 @@ def example_patient(vocab: Vocabulary = OPEN) -> dict[str, Any]:
 @cache
 def _example_patient() -> dict[str, Any]:
     """A synthetic patient with every field present (values inside every range)."""
-    from metapredict.simulator import default_config, simulate_cohort
+    from metapredict.simulator import complete_patients, default_config
 
-    cohort = simulate_cohort(200, 0, default_config())
-    complete = cohort.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
-    row = complete[complete["stage"] != schema.METASTATIC_STAGE].iloc[0]
+    row = complete_patients(1, 0, draw=200, config=default_config()).iloc[0]
     out: dict[str, Any] = {ID_FIELD: "patient-001"}
     for name in schema.feature_columns():
         value = row[name]

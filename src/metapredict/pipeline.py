@@ -35,7 +35,12 @@ from metapredict.registry import (
     start_job_run,
 )
 from metapredict.settings import StoreSettings
-from metapredict.simulator import SIMULATOR_VERSION, default_config, simulate_cohort
+from metapredict.simulator import (
+    SIMULATOR_VERSION,
+    complete_patients,
+    default_config,
+    simulate_cohort,
+)
 from metapredict.training_config import SIZED, DormancyConfig, TrainingConfig, TropismConfig
 
 logger = logging.getLogger(__name__)
@@ -209,10 +214,7 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 def input_example(predictor: Predictor, rows: int = 2) -> pd.DataFrame:
     """A synthetic, complete example request the model accepts (never a patient's row)."""
-    sim = simulate_cohort(200, 0, default_config())
-    complete = sim.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
-    complete = complete[complete["stage"] != schema.METASTATIC_STAGE].head(rows)
-    example = complete[list(schema.feature_columns())].reset_index(drop=True)
+    example = complete_patients(rows, 0, draw=200, config=default_config())
     types, stages = predictor.cancer_types, predictor.categories.get("stage", schema.STAGES)
     example["cancer_type"] = [types[i % len(types)] for i in range(len(example))]
     example["stage"] = [stages[i % len(stages)] for i in range(len(example))]

@@ -563,3 +563,14 @@ def test_different_seed_gives_a_different_cohort(simulator_config: SimulatorConf
     numeric = [*schema.lm22_columns(), MONTHS]
     assert not np.allclose(first[numeric].to_numpy(), other[numeric].to_numpy())
     assert set(first["patient_id"]).isdisjoint(other["patient_id"])
+
+
+def test_complete_patients_have_every_input_and_a_resected_primary() -> None:
+    from metapredict.simulator import complete_patients
+
+    rows = complete_patients(20, 5, draw=200, config=default_config())
+    assert list(rows.columns) == list(schema.feature_columns())
+    assert len(rows) == 20 and not rows.isna().any().any()
+    assert set(rows["stage"]) <= {"I", "II", "III"}
+    with pytest.raises(ValueError, match="simulated patients are complete"):
+        complete_patients(150, 5, draw=200, config=default_config())

@@ -7,7 +7,7 @@ from metapredict.simulator.config import (
     default_config,
     load_config,
 )
-from metapredict.simulator.generate import CLR_PSEUDOCOUNT, simulate_cohort
+from metapredict.simulator.generate import CLR_PSEUDOCOUNT, complete_patients, simulate_cohort
 from metapredict.simulator.oracle import OracleScores, score_oracle
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "SIMULATOR_VERSION",
     "OracleScores",
     "SimulatorConfig",
+    "complete_patients",
     "default_config",
     "load_config",
     "score_oracle",

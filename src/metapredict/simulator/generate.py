@@ -444,3 +444,19 @@ def simulate_cohort(
     frame = pd.DataFrame(data)
     ordered = [c.name for c in schema.columns(schema.SimulatedCohort)]
     return frame[ordered]
+
+
+def complete_patients(n: int, seed: int, *, draw: int, config: SimulatorConfig) -> pd.DataFrame:
+    """The first ``n`` of ``draw`` simulated patients who have every optional input and a
+    resected primary (stage I-III, so both models answer for them); feature columns only.
+
+    For examples and load tests, never for training: it is a selected, not a random, sample.
+    """
+    cohort = simulate_cohort(draw, seed, config)
+    complete = cohort.dropna(subset=[*schema.extra_columns(), "age_years", "stage"])
+    complete = complete[complete["stage"] != schema.METASTATIC_STAGE]
+    if len(complete) < n:
+        raise ValueError(
+            f"only {len(complete)} of {draw} simulated patients are complete; {n} asked"
+        )
+    return complete[list(schema.feature_columns())].head(n).reset_index(drop=True)
