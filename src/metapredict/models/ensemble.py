@@ -12,7 +12,8 @@ The interval of an output is built on the log-odds scale around the main model's
 
 where ``p`` is the main model's prediction (the point estimate the service returns), ``sd``
 the standard deviation of the members' log-odds for that patient and output, and ``z`` the
-standard normal quantile of the level (1.645 at 90 %). A standard deviation from 10-20
+quantile of Student's t with ``members - 1`` degrees of freedom at the level (1.83 at 90 % with
+10 members: the spread is itself estimated from those members). A standard deviation from 10-20
 members is steadier than their 5th and 95th percentiles; the interval is centred on ``p`` on the
 log-odds scale, so ``p`` lies inside it by construction (and the bounds are clamped to contain
 it against rounding), and it stays inside [0, 1].
@@ -32,7 +33,6 @@ inside.
 
 from __future__ import annotations
 
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -100,7 +100,12 @@ class BootstrapEnsemble:
 
     @property
     def z(self) -> float:
-        return statistics.NormalDist().inv_cdf(0.5 + self.level / 2.0)
+        """The interval's half-width in standard deviations: Student's t quantile with
+        ``members - 1`` degrees of freedom (the spread is estimated from the members, so a
+        normal quantile would be too narrow with 10 of them: 1.83 instead of 1.64 at 90 %)."""
+        from scipy.stats import t
+
+        return float(t.ppf(0.5 + self.level / 2.0, df=len(self.members) - 1))
 
     def __getstate__(self) -> dict[str, Any]:
         return {
