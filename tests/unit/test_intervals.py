@@ -214,3 +214,13 @@ def test_served_spread_follows_the_members_own(
     outputs = predictors[task].predict_matrix(X)
     exact = ensemble.bounds(X, outputs, exact=True)
     assert (exact[..., 0] <= outputs).all() and (outputs <= exact[..., 1]).all()
+
+
+def test_fewer_members_give_a_wider_multiplier(predictors: dict[str, Predictor]) -> None:
+    """The spread comes from the members themselves: with few of them the half-width takes
+    Student's t quantile, wider than the normal one, and nearer to it as members are added."""
+    member = predictors["tropism"].estimator
+    assert isinstance(member, TropismClassifier)
+    three, ten = BootstrapEnsemble([member] * 3, 0.9), BootstrapEnsemble([member] * 10, 0.9)
+    assert three.z > ten.z > 1.6449
+    assert ten.z == pytest.approx(1.833, abs=1e-3)
