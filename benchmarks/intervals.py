@@ -106,6 +106,14 @@ def measure(
         outcome = run_training(config, settings=settings)
         train_seconds = time.perf_counter() - started
         alias = outcome.registered.alias
+        if not alias:
+            # The champion guard refused it (e.g. tropism at 500 patients cannot always be told
+            # from chance in CV). Its intervals are measured all the same: in this throwaway
+            # store, the version is made champion by hand.
+            from metapredict.registry.promotion import promote_if_unchanged
+
+            promote_if_unchanged(task, outcome.registered.version, None, settings)
+            alias = "champion"
     predictor = registry.load(task, alias, settings)
     if predictor.intervals is None:
         raise RuntimeError(f"the {task} model was trained without intervals")
@@ -200,9 +208,9 @@ def _coverage_table(m: Measured) -> str:
 def _variance_share(m: Measured) -> float:
     """What the intervals' own spread explains of the point's squared error against the truth:
     (half-width / z)^2 is the members' variance (on the probability scale, roughly)."""
-    import statistics
+    from scipy.stats import t
 
-    z = statistics.NormalDist().inv_cdf(0.5 + m.level / 2.0)
+    z = float(t.ppf(0.5 + m.level / 2.0, df=m.members - 1))  # as the ensemble's own z
     variance = float(np.mean((m.width / (2.0 * z)) ** 2))
     mse = float(np.mean(m.error**2))
     return variance / mse if mse > 0 else float("nan")

@@ -63,8 +63,13 @@ def test_get_all_reuses_the_predictors(
     cache = FastRowCache()
     group = cache.get_all(models, CONTRIB, X.shape[1])
     assert cache.get_all(models, CONTRIB, X.shape[1]) is group
-    assert group[1] is cache.get(1, models[1], CONTRIB, X.shape[1])
+    assert group[1] is cache.get(id(models[1]), models[1], CONTRIB, X.shape[1])
     assert cache.get_all(models, RAW, X.shape[1]) is not group
+    # another group of the same type and width (an ensemble's spread model beside its
+    # members) gets its own predictors, not the first group's
+    other = cache.get_all(models[:1], CONTRIB, X.shape[1])
+    assert len(other) == 1 and other[0] is group[0]
+    assert cache.get_all(models, CONTRIB, X.shape[1]) is group
 
 
 def test_wrong_shapes_and_dtypes_are_refused(

@@ -141,8 +141,8 @@ def test_a_higher_level_gives_wider_intervals(rows: pd.DataFrame, probe: pd.Data
     assert (b[..., 1] - b[..., 0]).mean() > (a[..., 1] - a[..., 0]).mean()
 
 
-def test_tropism_members_take_the_main_models_calibration(
-    predictors: dict[str, Predictor],
+def test_tropism_members_refit_their_own_calibration(
+    predictors: dict[str, Predictor], probe: pd.DataFrame
 ) -> None:
     main = predictors["tropism"].estimator
     ensemble = predictors["tropism"].intervals
@@ -150,8 +150,15 @@ def test_tropism_members_take_the_main_models_calibration(
     assert len(ensemble.members) == MEMBERS
     for member in ensemble.members:
         assert isinstance(member, TropismClassifier)
-        assert member.calibrators_ == main.calibrators_
         assert member.get_params()["n_estimators"] == main.get_params()["n_estimators"]
+        assert member.get_params()["calibration"] == main.get_params()["calibration"]
+    # the calibration is part of what a member re-estimates on its resample
+    assert any(m.calibrators_ != main.calibrators_ for m in ensemble.members)
+    # the single-row fast path applies each member's own calibration, as the batch path does
+    X = predictors["tropism"].encode_frame(probe)
+    batch = ensemble.member_logits(X)
+    for i in range(min(3, X.shape[0])):
+        np.testing.assert_allclose(ensemble.member_logits(X[i : i + 1])[:, 0], batch[:, i])
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -207,3 +214,13 @@ def test_served_spread_follows_the_members_own(
     outputs = predictors[task].predict_matrix(X)
     exact = ensemble.bounds(X, outputs, exact=True)
     assert (exact[..., 0] <= outputs).all() and (outputs <= exact[..., 1]).all()
+
+
+def test_fewer_members_give_a_wider_multiplier(predictors: dict[str, Predictor]) -> None:
+    """The spread comes from the members themselves: with few of them the half-width takes
+    Student's t quantile, wider than the normal one, and nearer to it as members are added."""
+    member = predictors["tropism"].estimator
+    assert isinstance(member, TropismClassifier)
+    three, ten = BootstrapEnsemble([member] * 3, 0.9), BootstrapEnsemble([member] * 10, 0.9)
+    assert three.z > ten.z > 1.6449
+    assert ten.z == pytest.approx(1.833, abs=1e-3)

@@ -12,13 +12,17 @@ The interval of an output is built on the log-odds scale around the main model's
 
 where ``p`` is the main model's prediction (the point estimate the service returns), ``sd``
 the standard deviation of the members' log-odds for that patient and output, and ``z`` the
-standard normal quantile of the level (1.645 at 90 %). A standard deviation from 10-20
+quantile of Student's t with ``members - 1`` degrees of freedom at the level (1.83 at 90 % with
+10 members: the spread is itself estimated from those members). A standard deviation from 10-20
 members is steadier than their 5th and 95th percentiles; the interval is centred on ``p`` on the
 log-odds scale, so ``p`` lies inside it by construction (and the bounds are clamped to contain
 it against rounding), and it stays inside [0, 1].
 
-Tropism members reuse the main model's per-site Platt calibration instead of refitting
-calibration folds (a member costs one fit per site, not four). Predicting every member costs
+Tropism members refit their own per-site Platt calibration, as the main model does (a member
+costs four fits per site: three calibration folds and the final booster). On a few hundred
+patients the calibration is as uncertain as the booster's ranking; members that reused the
+main model's calibration showed half of that and covered the truth far less often (see
+``benchmarks/results/intervals.md``). Predicting every member costs
 milliseconds per patient, so the served ``sd`` comes from a spread model: per output, one small
 regression booster fitted on the training rows to log(members' sd) (see
 :class:`BootstrapEnsemble`). What the interval does not
@@ -29,7 +33,6 @@ inside.
 
 from __future__ import annotations
 
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -97,7 +100,12 @@ class BootstrapEnsemble:
 
     @property
     def z(self) -> float:
-        return statistics.NormalDist().inv_cdf(0.5 + self.level / 2.0)
+        """The interval's half-width in standard deviations: Student's t quantile with
+        ``members - 1`` degrees of freedom (the spread is estimated from the members, so a
+        normal quantile would be too narrow with 10 of them: 1.83 instead of 1.64 at 90 %)."""
+        from scipy.stats import t
+
+        return float(t.ppf(0.5 + self.level / 2.0, df=len(self.members) - 1))
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -135,7 +143,10 @@ class BootstrapEnsemble:
         out = np.empty((small.shape[0], len(boosters), 1))
         predict_rows(predictors, small, out)
         raw = out[:, :, 0].reshape(small.shape[0], len(members), n_sites).transpose(1, 0, 2)
-        slopes, intercepts = members[0]._calibration()  # shared: the main model's
+        # each member's own per-site calibration: (members, 1, sites)
+        slopes, intercepts = (
+            np.stack(c)[:, None, :] for c in zip(*(m._calibration() for m in members), strict=True)
+        )
         result: FloatArray = raw * slopes + intercepts
         return result
 
@@ -208,27 +219,22 @@ def fit_ensemble(
 ) -> BootstrapEnsemble | None:
     """Refit ``estimator`` ``config.members`` times on bootstrap resamples of (X, y).
 
-    Tropism members are fitted without calibration folds and take the main model's
-    calibration. None when ``config.members`` is 0.
+    Each member is the whole fitting procedure (tropism: calibration included). None when
+    ``config.members`` is 0.
     """
     if config.members == 0:
         return None
     started = time.perf_counter()
     rng = np.random.default_rng([seed + config.seed_offset, X.shape[0]])
     resamples = [rng.integers(0, X.shape[0], size=X.shape[0]) for _ in range(config.members)]
-    calibrated = isinstance(estimator, TropismClassifier)
 
     def fit_member(b: int) -> Estimator:
         # One LightGBM thread per member, members side by side: faster than one member at a
         # time on all threads, and every concurrent LightGBM call uses the same num_threads
         # (see boosting.PREDICT_THREADS).
         member = clone(estimator).set_params(random_state=seed + config.seed_offset + b, n_jobs=1)
-        if calibrated:
-            member.set_params(calibration="none")
         idx = resamples[b]
         member.fit(X[idx], y[idx])
-        if calibrated:
-            member.calibrators_ = list(estimator.calibrators_)
         fitted: Estimator = member
         return fitted
 

@@ -86,7 +86,7 @@ FAST_ROWS = 16
 
 
 class FastRowCache:
-    """Lazily built fast predictors per thread, keyed by (booster index, predict type).
+    """Lazily built fast predictors per thread, keyed by (booster identity, predict type).
 
     A prepared handle holds buffers, so each thread gets its own; nothing here is pickled.
     """
@@ -106,17 +106,20 @@ class FastRowCache:
     def get_all(
         self, boosters: Sequence[lgb.Booster], predict_type: int, n: int
     ) -> tuple[FastRowPredictor, ...]:
-        """One predictor per booster (keys 0, 1, ...), the tuple itself cached."""
-        cache: dict[tuple[int, int], tuple[FastRowPredictor, ...]] | None = getattr(
-            self._local, "groups", None
+        """One predictor per booster, the tuple itself cached.
+
+        A group is keyed by its boosters' identities too: one cache can serve several groups
+        (an ensemble's members and its spread model share the prediction type and width).
+        """
+        cache: dict[tuple[int, int, tuple[int, ...]], tuple[FastRowPredictor, ...]] | None = (
+            getattr(self._local, "groups", None)
         )
         if cache is None:
             cache = self._local.groups = {}
-        group = cache.get((predict_type, n))
+        key = (predict_type, n, tuple(id(b) for b in boosters))
+        group = cache.get(key)
         if group is None:
-            group = cache[(predict_type, n)] = tuple(
-                self.get(k, b, predict_type, n) for k, b in enumerate(boosters)
-            )
+            group = cache[key] = tuple(self.get(id(b), b, predict_type, n) for b in boosters)
         return group
 
     def __getstate__(self) -> dict[str, Any]:
