@@ -250,3 +250,14 @@ def test_sigterm_stops_the_server_with_status_0(
             code = None
     assert code == 0, s.log_tail()
     assert list(scratch.iterdir()) == []
+
+
+def test_headers_over_64_kib_are_refused(server: tuple[Server, int]) -> None:
+    _, port = server
+    sock = _connect(port)
+    sock.sendall(
+        f"GET /health/live HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {'b' * 100_000}\r\n\r\n".encode()
+    )
+    response = _read_until_closed(sock)
+    sock.close()
+    assert _status(response) == 400
