@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Iterator
 from types import FrameType
 
 import typer
@@ -16,6 +19,21 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     graceful shutdown): leave through the context managers, so clean-up runs, with status 0."""
     logger.info("stopped on SIGTERM")
     raise SystemExit(0)
+
+
+@contextlib.contextmanager
+def _sigterm_exits_cleanly() -> Iterator[None]:
+    """uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler it
+    found: this one, so the command cleans up and exits 0 rather than dying with status 143.
+    The previous handler is back when the command ends (it may run inside another program)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve(
@@ -40,12 +58,9 @@ def serve(
         for line in settings_problems(e):
             typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2) from None
-    # uvicorn stops gracefully on SIGTERM, then raises the signal again for the previous
-    # handler: this one, so the command cleans up and exits 0 rather than dying with 143.
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # Find the champions now: read a local SQLite registry directly, or else start a child
     # process that asks MLflow's client on the other core while this one imports the service.
-    with Prefetch(settings.tasks, settings.alias, settings) as prefetch:
+    with _sigterm_exits_cleanly(), Prefetch(settings.tasks, settings.alias, settings) as prefetch:
         import uvicorn
 
         from serving.app import create_app
