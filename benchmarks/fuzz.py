@@ -59,6 +59,7 @@ SERVER_ENV = {
 }
 JSON = {"Content-Type": "application/json"}
 TROPISM = "/v1/predict/tropism"
+CHUNKED = "chunked body of 400 MB (no Content-Length)"
 
 
 def _patient() -> dict[str, Any]:
@@ -117,9 +118,9 @@ def cases() -> list[Case]:
             _post(b" " * (2 * MAX_BODY)),
         ),
         Case(
-            "chunked body of 64 MB (no Content-Length)",
+            CHUNKED,
             frozenset({413}),
-            lambda port: request(port, "POST", TROPISM, _chunks(64 << 20), JSON, chunked=True),
+            lambda port: request(port, "POST", TROPISM, _chunks(400 << 20), JSON, chunked=True),
         ),
         Case("NaN", frozenset({400, 422}), _post(_doc({"patients": [p | {"age_years": "NaN"}]}))),
         Case(
@@ -200,16 +201,35 @@ def cases() -> list[Case]:
     ]
 
 
-def run_table(port: int, tally: Tally) -> list[tuple[Case, int | None, int, float]]:
-    """(case, status, response bytes, seconds) for every case."""
+def _peak_growth_mib(pid: int) -> Callable[[], float]:
+    """Reset the server's peak RSS (Linux: clear_refs 5); the function returns its growth."""
+    status = Path(f"/proc/{pid}/status")
+
+    def kib(field: str) -> int:
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        return 0
+
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    before = kib("VmRSS")
+    return lambda: (kib("VmHWM") - before) / 1024
+
+
+def run_table(
+    port: int, pid: int, tally: Tally
+) -> list[tuple[Case, int | None, int, float, float]]:
+    """(case, status, response bytes, seconds, peak RSS growth in MiB) for every case."""
     out = []
     for case in cases():
+        growth = _peak_growth_mib(pid)
         started = time.perf_counter()
         status, body = case.send(port)
         seconds = time.perf_counter() - started
+        grew = growth()
         tally.count(status)
-        out.append((case, status, len(body), seconds))
-        log(f"  {case.name}: {status} ({len(body):,} bytes, {seconds:.2f} s)")
+        out.append((case, status, len(body), seconds, grew))
+        log(f"  {case.name}: {status} ({len(body):,} bytes, {seconds:.2f} s, +{grew:.1f} MiB)")
     return out
 
 
@@ -264,7 +284,7 @@ def run(opts: Any, schemathesis_seconds: float) -> Report:
     ):
         rss_start = server.rss_mib()
         log("bad-input table ...")
-        table = run_table(port, tally)
+        table = run_table(port, server.pid, tally)
         log(f"schemathesis for {schemathesis_seconds:.0f} s ...")
         st = run_schemathesis(port, schemathesis_seconds, tmp)
         alive = http_status(port, "/health/live", timeout=5.0) == 200
@@ -277,11 +297,12 @@ def run(opts: Any, schemathesis_seconds: float) -> Report:
         Fault(
             case.name,
             f"expects {' or '.join(str(s) for s in sorted(case.expect))}",
-            f"{status} ({size:,} bytes in {secs:.2f} s)",
+            f"{status} ({size:,} bytes in {secs:.2f} s; peak RSS +{grew:.1f} MiB)",
             status in case.expect,
         )
-        for case, status, size, secs in table
+        for case, status, size, secs, grew in table
     ]
+    chunked_growth = next(grew for case, *_, grew in table if case.name == CHUNKED)
     faults.append(
         Fault(
             "schemathesis",
@@ -309,6 +330,12 @@ def run(opts: Any, schemathesis_seconds: float) -> Report:
             "no 5xx", "0 answers 5xx (table and schemathesis)", str(tally.server_errors), no_5xx
         ),
         Target("alive", "/health/live answers after the run", "yes" if alive else "no", alive),
+        Target(
+            "chunked body memory",
+            f"peak RSS growth during a 400 MB chunked upload <= 2x the {MAX_BODY / 1e6:g} MB limit",
+            f"{chunked_growth:.1f} MiB",
+            chunked_growth * 2**20 <= 2 * MAX_BODY,
+        ),
         Target("no tracebacks", "0 tracebacks in the server log", str(tracebacks), tracebacks == 0),
     ]
     report.notes += [
