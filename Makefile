@@ -8,7 +8,7 @@ DEMO_PATIENTS ?= 5000
 DEMO_SEED ?= 0
 DEMO_PORT ?= 8000
 
-.PHONY: env demo test lint typecheck bench ui clean lock
+.PHONY: env demo test lint typecheck bench fuzz soak ui clean lock
 
 # Build the virtual environment once; rebuild only when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -39,6 +39,16 @@ typecheck: $(STAMP)
 # Benchmarks (about 30 minutes on 2 cores, not yet timed in full; see benchmarks/README.md): benchmarks/results/*.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
+
+# Bad input against a served app: the bad-input table, then schemathesis (about 3 minutes,
+# bounded; trains a small throwaway store first). Results: benchmarks/results/fuzz.md.
+fuzz: $(STAMP)
+	$(BIN)/python -m benchmarks.fuzz
+
+# Bounded load with champion flips, corrupt artifacts, a held database lock and kill -9 of a
+# training job (about 4 minutes, bounded). Results: benchmarks/results/soak.md.
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak
 
 ui: $(STAMP)
 	$(BIN)/metapredict ui

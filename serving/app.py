@@ -13,8 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from metapredict import __version__, schema
+from serving.limits import RequestGuard
 from serving.model_store import Loader, ModelSet, ModelStore, VersionProbe
 from serving.openapi import build_openapi
+from serving.protocol import HEADER_TIMEOUT
 from serving.routes import build_router
 from serving.settings import ServingSettings, get_serving_settings
 from serving.telemetry import MetricsMiddleware, Telemetry
@@ -67,9 +69,14 @@ def create_app(
         app.openapi_schema = None  # described anew for the new model on the next request
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         logging.getLogger("metapredict").setLevel(logging.INFO)
         logging.getLogger("serving").setLevel(logging.INFO)
+        if settings.api_key is not None and settings.metrics_api_key is None:
+            logger.info(
+                "GET /metrics is open (no METAPREDICT_METRICS_API_KEY): it shows request counts "
+                "and model versions, no patient data"
+            )
         store = ModelStore(
             settings,
             loader=loader or _registry_loader,
@@ -82,7 +89,8 @@ def create_app(
         await asyncio.to_thread(store.load_initial)
         poller = asyncio.create_task(store.poll_forever()) if settings.poll_seconds > 0 else None
         try:
-            yield
+            # Lifespan state reaches uvicorn's connections: the header timeout is read there.
+            yield {HEADER_TIMEOUT: settings.header_timeout}
         finally:
             if poller is not None:
                 poller.cancel()
@@ -98,6 +106,10 @@ def create_app(
     app.state.settings = settings
     app.state.telemetry = telemetry
     app.include_router(build_router())
+    # The guard sits inside the metrics middleware, which so counts its 413s, 408s and 499s.
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout
+    )
     app.add_middleware(MetricsMiddleware, telemetry=telemetry)
 
     def openapi() -> dict[str, Any]:

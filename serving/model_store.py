@@ -17,6 +17,7 @@ from typing import Any
 
 from metapredict import features, schema
 from metapredict.predictor import COMPATIBLE_SCHEMA_MAJORS, Predictor
+from serving.redact import without_paths
 from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class ReloadResult:
             "task": self.task,
             "status": self.status,
             "version": self.version,
-            "message": self.message,
+            "message": without_paths(self.message),  # the log keeps the whole message
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)),
         }
 

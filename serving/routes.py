@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from metapredict import schema
 from metapredict.predictor import Predictor
 from serving import responses
+from serving.keys import require_metrics_key
 from serving.model_store import ModelStore
 from serving.request_model import OPEN, Vocabulary, example_patient, patient_model, vocabulary
 from serving.settings import ServingSettings
@@ -343,7 +344,13 @@ def build_router() -> APIRouter:
         route_class_override=DirectRoute,
     )
 
-    @router.get("/v1/models", tags=["service"], summary="Loaded models and last reload results")
+    @router.get(
+        "/v1/models",
+        tags=["service"],
+        summary="Loaded models and last reload results",
+        dependencies=predict_deps,
+        responses={401: {"model": responses.ErrorBody}},
+    )
     async def models(store: StoreDep) -> dict[str, Any]:
         current = store.current
         out: dict[str, Any] = {"schema_version": schema.SCHEMA_VERSION, "models": {}}
@@ -380,7 +387,13 @@ def build_router() -> APIRouter:
             return JSONBytes({"status": "loading", "missing": missing}, status_code=503)
         return JSONBytes({"status": "ready"})
 
-    @router.get("/metrics", tags=["service"], summary="Prometheus metrics")
+    @router.get(
+        "/metrics",
+        tags=["service"],
+        summary="Prometheus metrics (needs METAPREDICT_METRICS_API_KEY when set)",
+        dependencies=[Depends(require_metrics_key)],
+        responses={401: {"model": responses.ErrorBody}},
+    )
     async def prometheus(telemetry: TelemetryDep) -> Response:
         return Response(telemetry.render(), media_type="text/plain; version=0.0.4")
 

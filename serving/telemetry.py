@@ -10,6 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from metapredict.predictor import Predictor
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Scope key set when the client closed the connection before its request was read; the
+#: request is counted with status 499 (nginx's "client closed request"), not as a 500.
+CLIENT_CLOSED = "metapredict.client_closed"
 
 
 class Telemetry:
@@ -97,9 +100,10 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            code = 499 if scope.get(CLIENT_CLOSED) else status["code"]
             self.telemetry.observe_request(
                 template,
                 scope.get("method", ""),
-                str(status["code"]),
+                str(code),
                 time.perf_counter() - started,
             )

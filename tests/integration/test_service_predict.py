@@ -442,7 +442,8 @@ def test_api_key_guards_the_prediction_routes(
             good = c.post(path, json=payload, headers={"X-API-Key": "reader-key"})
             assert good.status_code == 200, good.text
         assert c.get("/health/ready").status_code == 200
-        assert c.get("/v1/models").status_code == 200
+        assert c.get("/v1/models").status_code == 401
+        assert c.get("/v1/models", headers={"X-API-Key": "reader-key"}).status_code == 200
 
 
 def test_reload_needs_the_admin_key(

@@ -21,7 +21,6 @@ import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from metapredict.registry.loader import (
     load,
     open_fetched,
 )
-from metapredict.registry.store import ModelNotFoundError
+from metapredict.registry.store import ModelNotFoundError, make_scratch_dir
 from metapredict.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -139,7 +138,7 @@ class Prefetch:
         self._dest: Path | None = None
         if self._answer is not None:
             return
-        self._dest = Path(tempfile.mkdtemp(prefix="metapredict-fetch-"))
+        self._dest = make_scratch_dir("fetch")
         request = {
             "tasks": list(tasks),
             "alias": alias,

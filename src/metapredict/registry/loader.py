@@ -12,7 +12,6 @@ needed, a server's start-up runs the first step in a child process
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from metapredict.registry.store import (
     connect,
     model_name,
     model_not_found,
+    scratch_dir,
 )
 from metapredict.settings import StoreSettings, get_store_settings
 
@@ -141,5 +141,5 @@ def open_fetched(fetched: FetchedModel) -> Predictor:
 
 def load(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None) -> Predictor:
     """The native predictor of ``models:/metapredict-<task>@<alias>``, with its metadata."""
-    with tempfile.TemporaryDirectory(prefix="metapredict-model-") as tmp:
+    with scratch_dir("model") as tmp:
         return open_fetched(fetch(task, alias, settings, Path(tmp)))

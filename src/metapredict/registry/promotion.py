@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from metapredict.registry.store import (
     connect,
     experiment_id,
     model_name,
+    scratch_dir,
 )
 from metapredict.registry.tracking import git_commit
 from metapredict.settings import StoreSettings, get_store_settings, sqlite_path
@@ -147,9 +147,9 @@ def reference_profile(run_id: str, settings: StoreSettings | None = None) -> dic
     from mlflow.exceptions import MlflowException
 
     client, _, _ = connect(settings)
-    with tempfile.TemporaryDirectory(prefix="metapredict-profile-") as tmp:
+    with scratch_dir("profile") as tmp:
         try:
-            local = client.download_artifacts(run_id, REFERENCE_PROFILE_ARTIFACT, tmp)  # type: ignore[attr-defined]
+            local = client.download_artifacts(run_id, REFERENCE_PROFILE_ARTIFACT, str(tmp))  # type: ignore[attr-defined]
         except (MlflowException, OSError) as err:
             logger.warning("run %s has no %s: %s", run_id, REFERENCE_PROFILE_ARTIFACT, err)
             return None

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from metapredict.settings import StoreSettings, get_store_settings, sqlite_path
@@ -31,6 +38,13 @@ def model_not_found(task: str, alias: str, uri: str) -> ModelNotFoundError:
     )
 
 
+#: Database stores this process has already created or checked (see :func:`_created_once`).
+_CREATED: set[str] = set()
+_CREATED_LOCK = threading.Lock()
+#: SQLAlchemy dialects: stores whose tables MLflow creates and migrates from the client side.
+_DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})
+
+
 def connect(settings: StoreSettings | None = None) -> tuple[object, str, Path]:
     """Point mlflow at the store; return (client, tracking URI, artifact root)."""
     import mlflow
@@ -45,7 +59,34 @@ def connect(settings: StoreSettings | None = None) -> tuple[object, str, Path]:
     root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri, root
+    with _created_once(uri, settings) as first:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # opens the tracking store
+        if first:
+            client.search_registered_models(max_results=1)  # opens the registry store
+    return client, uri, root
+
+
+@contextmanager
+def _created_once(uri: str, settings: StoreSettings) -> Iterator[bool]:
+    """Open a database store under the registry lock, the first time this process opens it.
+
+    MLflow creates and migrates a database's tables when a process first opens it (a
+    ``MlflowClient`` opens its tracking store at once, the registry store on first use); two
+    processes doing that at once on an empty store race, and one fails ("Online migration
+    expected to match one row", "duplicate column name"). Under the exclusive lock promotion
+    uses, the first process creates the tables and the others find them. Yields whether the
+    block runs under the lock (the first time for this store in this process). A tracking
+    server (``http://``) creates its own tables: no lock.
+    """
+    from metapredict.registry.promotion import registry_lock
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in _DATABASE_SCHEMES or uri in _CREATED:
+        yield False
+        return
+    with _CREATED_LOCK, registry_lock(settings):
+        yield True
+    _CREATED.add(uri)
 
 
 def experiment_id(client: object, task: str, artifact_root: Path) -> str:
@@ -58,3 +99,59 @@ def experiment_id(client: object, task: str, artifact_root: Path) -> str:
         return str(experiment.experiment_id)
     location = (artifact_root / task).resolve().as_uri()
     return str(client.create_experiment(task, artifact_location=location))
+
+
+# ------------------------------------------------------------------------------------------------
+# Scratch folders
+
+#: ``metapredict-<kind>-<pid>-<random>``: a scratch folder and the process that made it.
+_SCRATCH_NAME = re.compile(r"metapredict-[a-z]+-(?P<pid>\d+)-")
+
+
+def make_scratch_dir(kind: str) -> Path:
+    """A new scratch folder in the temporary directory, named after ``kind`` and this process.
+
+    The caller removes it (see :func:`scratch_dir`). Folders whose process has died without
+    removing them (``kill -9``, power loss) are swept here, whenever a process makes one: no
+    process can remove its folders when it is killed, so the next one does.
+    """
+    sweep_stale_scratch()
+    return Path(tempfile.mkdtemp(prefix=f"metapredict-{kind}-{os.getpid()}-"))
+
+
+@contextmanager
+def scratch_dir(kind: str) -> Iterator[Path]:
+    """A scratch folder (see :func:`make_scratch_dir`), removed when the block ends or fails."""
+    path = make_scratch_dir(kind)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_stale_scratch(directory: Path | None = None) -> list[Path]:
+    """Remove the scratch folders of processes that no longer run; return what was removed."""
+    directory = directory or Path(tempfile.gettempdir())
+    removed = []
+    with suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            match = _SCRATCH_NAME.match(entry.name)
+            if match is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            if _process_alive(int(match["pid"])):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

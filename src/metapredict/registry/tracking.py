@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from metapredict.registry.store import (
     connect,
     experiment_id,
     model_name,
+    scratch_dir,
 )
 from metapredict.settings import StoreSettings, project_root
 
@@ -171,7 +171,7 @@ class JobRun:
         example_output = predictor.predict_batch(input_example)
         signature = infer_signature(input_example, example_output)
         _make_optional(signature, predictor)
-        with tempfile.TemporaryDirectory(prefix="metapredict-log-") as tmp:
+        with scratch_dir("log") as tmp:
             path = Path(tmp) / PREDICTOR_FILE
             joblib.dump(predictor, path)
             with _active(self.run_id):
