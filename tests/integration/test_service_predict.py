@@ -561,7 +561,9 @@ def test_logs_never_contain_patient_rows(
         client.post("/v1/predict/dormancy", json={"patients": [patient, bad]}),
         client.post("/v1/predict/tropism", json={"patients": batch}),  # the pandera path
         client.post("/invocations", json={"dataframe_records": [bad]}),
-        client.post("/v1/predict/tropism", content=truncated),  # malformed: 400
+        client.post(  # malformed: 400
+            "/v1/predict/tropism", content=truncated, headers={"content-type": "application/json"}
+        ),
     ]
     assert [a.status_code for a in answers] == [200, 422, 422, 422, 400]
     assert caplog.records, "the capture must see the service's requests"
