@@ -420,7 +420,11 @@ INVOCATION_ENVELOPES: list[tuple[str, Any, str]] = [
         {"dataframe_split": {"columns": ["age_years", "stage"], "data": [[60.0]]}},
         "as long as",
     ),
-    ("split-data-not-rows", {"dataframe_split": {"columns": ["age_years"], "data": 3}}, "as long as"),
+    (
+        "split-data-not-rows",
+        {"dataframe_split": {"columns": ["age_years"], "data": 3}},
+        "as long as",
+    ),
     ("a-list", [example_patient()], "JSON object"),
 ]
 
