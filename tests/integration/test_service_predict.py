@@ -479,6 +479,8 @@ def test_openapi_carries_the_schema_generated_example(client: TestClient) -> Non
     assert set(invocations["application/json"]["examples"]) == {
         "dataframe_split",
         "dataframe_records",
+        "inputs",
+        "instances",
     }
     for named in invocations["application/json"]["examples"].values():
         assert client.post("/invocations", json=named["value"]).status_code == 200
