@@ -48,15 +48,24 @@ def media_type(request: Request, accepted: tuple[str, ...]) -> str:
     return mime
 
 
-async def read_body(request: Request, settings: ServingSettings) -> bytes:
-    """The body, at most ``settings.max_body_bytes`` (413) and not empty (400)."""
+async def read_body(request: Request, settings: ServingSettings, mime: str) -> bytes:
+    """The body, refused (413) as soon as it is larger than ``settings.max_body_bytes`` or
+    holds more values than ``settings.max_patients`` patients can (see :func:`value_budget`),
+    while it is read; an empty body is a 400."""
     too_large = f"request body larger than {settings.max_body_bytes} bytes"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
         raise RequestRejected(413, too_large)
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:
-        raise RequestRejected(413, too_large)
+    budget = Budget(mime, settings.max_patients)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > settings.max_body_bytes:
+            raise RequestRejected(413, too_large)
+        budget.spend(chunk)
+        chunks.append(chunk)
+    body = b"".join(chunks)
     if not body.strip():
         raise RequestRejected(400, "empty request body: send a JSON object")
     return body
@@ -68,22 +77,30 @@ def value_budget(max_patients: int) -> int:
     return 3 * max_patients * (fields + 1) + 1024
 
 
-def check_budget(body: bytes, mime: str, max_patients: int) -> None:
-    """413 when the body holds more values (or CSV lines) than ``max_patients`` patients can."""
-    if mime == CSV:
-        lines = body.count(b"\n")
-        if lines > max_patients + 1:
+class Budget:
+    """The separators (and CSV lines) a body may hold: 413 as soon as it holds more."""
+
+    def __init__(self, mime: str, max_patients: int) -> None:
+        self.csv = mime == CSV
+        self.max_patients = max_patients
+        self.limit = value_budget(max_patients)
+        self.separators = 0
+        self.lines = 0
+
+    def spend(self, chunk: bytes) -> None:
+        self.separators += chunk.count(b",") + chunk.count(b":")
+        if self.separators > self.limit:
             raise RequestRejected(
-                413, f"{lines} lines of CSV; at most {max_patients} patients and a header"
+                413,
+                f"the body holds more values than {self.max_patients} patients can (more than "
+                f"{self.limit} ',' and ':'); send fewer patients or fields per request",
             )
-    separators = body.count(b",") + body.count(b":")
-    budget = value_budget(max_patients)
-    if separators > budget:
-        raise RequestRejected(
-            413,
-            f"the body holds more values ({separators} separators) than {max_patients} "
-            f"patients can (at most {budget}); send fewer patients or fields per request",
-        )
+        if self.csv:
+            self.lines += chunk.count(b"\n")
+            if self.lines > self.max_patients + 1:
+                raise RequestRejected(
+                    413, f"more than {self.max_patients} patients and a header line of CSV"
+                )
 
 
 def parse(body: bytes, mime: str) -> tuple[Any, bool]:

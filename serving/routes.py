@@ -133,8 +133,7 @@ async def _read_document(
     """(media type, body, parsed document, whether it held NaN / Infinity): 415, 413 and 400
     as they apply."""
     mime = request_body.media_type(request, accepted)
-    body = await request_body.read_body(request, settings)
-    request_body.check_budget(body, mime, settings.max_patients)
+    body = await request_body.read_body(request, settings, mime)
     if len(body) >= request_body.OFF_LOOP_BYTES:
         document, non_finite = await run_in_threadpool(request_body.parse, body, mime)
     else:
