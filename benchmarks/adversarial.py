@@ -19,6 +19,7 @@ Run alone: ``python -m benchmarks.adversarial [--quick] [--store DIR]``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -226,7 +227,11 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
             worst <= ADVERSARIAL_GOAL_S and all_4xx,
         ),
     ]
+    load = os.getloadavg()
     report.notes += [
+        f"Load average of the machine when the run ended: {load[0]:.1f} (1 min), {load[2]:.1f} "
+        f"(15 min) on {os.cpu_count()} cores; the baseline row shows what the machine gave a "
+        "single-patient request without any adversarial body.",
         f"Server RSS after the adversarial window: {rss:.0f} MiB.",
         "The bound: a body may hold at most as many JSON separators (`,` and `:`) as 1,000 "
         "complete patients need; larger ones get 413 before they are parsed. Problems beyond "
