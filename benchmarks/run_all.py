@@ -2,6 +2,7 @@
 
 Order: quality (trains both tasks on seeds 7 and 11 into throwaway stores; seed 7's champions
 are the default-config models the next parts serve), serving, batch scoring, cold start,
+adversarial bodies (bounded work per request),
 deconvolution (``metapredict deconvolve``, needs no store), intervals (trains 500-patient
 models, reuses seed 7's 20,000-patient champions), small cohorts (150 to 2,000 patients, before
 and after the size rule), and last training scaling, which gets what is left of the time budget
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks import (
+    adversarial,
     batch_scoring,
     cold_start,
     deconvolution,
@@ -96,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch scoring", "benchmarks.batch_scoring", lambda o: batch_scoring.run(o, store=store)
         )
         part("cold start", "benchmarks.cold_start", lambda o: cold_start.run(o, store=store))
+        part("adversarial", "benchmarks.adversarial", lambda o: adversarial.run(o, store=store))
         part("deconvolution", "benchmarks.deconvolution", deconvolution.run)
         part("small cohorts", "benchmarks.small_cohorts", small_cohorts.run)
         part("intervals", "benchmarks.intervals", lambda o: intervals.run(o, store=store))

@@ -8,11 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from metapredict import __version__, schema
+from serving.errors import install_error_handlers
 from serving.limits import RequestGuard
 from serving.model_store import Loader, ModelSet, ModelStore, VersionProbe
 from serving.openapi import build_openapi
@@ -20,7 +20,6 @@ from serving.protocol import HEADER_TIMEOUT
 from serving.routes import build_router
 from serving.settings import ServingSettings, get_serving_settings
 from serving.telemetry import MetricsMiddleware, Telemetry
-from serving.validation import RequestRejected
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +96,9 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
 
-    app = FastAPI(
+    # /docs and /redoc from Swagger UI and ReDoc files shipped in the fastapi-offline package:
+    # they render with no internet connection
+    app = FastAPIOffline(
         title="metapredict",
         version=__version__,
         description=DESCRIPTION + f"\nSchema version {schema.SCHEMA_VERSION}.",
@@ -119,26 +120,5 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.exception_handler(RequestRejected)
-    async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = [
-            {
-                "patient": None,
-                "id": None,
-                "field": ".".join(str(p) for p in e.get("loc", ())[1:]) or None,
-                "rule": str(e.get("msg", "invalid")),
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse({"message": "invalid request", "detail": detail}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
-        return JSONResponse({"message": "internal error; see the service log"}, status_code=500)
-
+    install_error_handlers(app)
     return app

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect
 
+from serving.errors import error_body
 from serving.telemetry import CLIENT_CLOSED
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class RequestGuard:
         limit = self.max_body_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _answer(send, 413, f"request body larger than {limit} bytes")
+            message = f"request body larger than {limit} bytes"
+            await _answer(send, 413, message, scope.get("path", ""))
             return
 
         loop = asyncio.get_running_loop()
@@ -64,7 +66,7 @@ class RequestGuard:
         async def refuse(status: int, message: str) -> None:
             if not state["started"]:
                 state["answered"] = True
-                await _answer(send, status, message)
+                await _answer(send, status, message, scope.get("path", ""))
             raise _BodyRefused(message)
 
         async def guarded_receive() -> Any:
@@ -114,9 +116,10 @@ def _content_length(scope: Any) -> int | None:
     return None
 
 
-async def _answer(send: Any, status: int, message: str) -> None:
-    """A JSON error like the routes' own, closing the connection (which ends an upload)."""
-    body = orjson.dumps({"message": message})
+async def _answer(send: Any, status: int, message: str, path: str) -> None:
+    """A JSON error in the routes' own shape (MLflow's on its scoring routes), closing the
+    connection (which ends an upload)."""
+    body = orjson.dumps(error_body(path, status, message))
     await send(
         {
             "type": "http.response.start",

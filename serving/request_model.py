@@ -69,9 +69,13 @@ def vocabulary(predictor: Predictor | None) -> Vocabulary:
     )
 
 
+#: Longer cancer-type text is not normalised (no label is this long); the checks refuse it.
+LABEL_MAX_LENGTH = 200
+
+
 def normalised_label(value: Any) -> Any:
     """Cancer-type text as the model's label; anything but a string is left to the checks."""
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= LABEL_MAX_LENGTH:
         try:
             return normalise_cancer_type(value)
         except ValueError:
@@ -80,7 +84,8 @@ def normalised_label(value: Any) -> Any:
 
 
 class _PatientBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # strict: a number is a JSON number (true/false and "54" are not), as the OpenAPI says
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
     @model_validator(mode="after")
     def _lm22_sum(self) -> _PatientBase:

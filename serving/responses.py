@@ -112,9 +112,39 @@ class ErrorDetail(BaseModel):
     rule: str
 
 
+_OMITTED = "how many more problems there are beyond those listed in 'detail'"
+
+
 class ErrorBody(BaseModel):
+    """Every error of the service, except on the MLflow scoring routes."""
+
     message: str
     detail: list[ErrorDetail] | None = None
+    omitted: int | None = Field(None, description=_OMITTED)
+
+
+class MlflowErrorBody(BaseModel):
+    """Errors of the MLflow scoring routes, in MLflow's shape (plus the detail)."""
+
+    error_code: str = Field(description="MLflow's error code, e.g. INVALID_PARAMETER_VALUE")
+    message: str
+    detail: list[ErrorDetail] | None = None
+    omitted: int | None = Field(None, description=_OMITTED)
+
+
+class InvocationsResponse(BaseModel):
+    predictions: list[dict[str, float]] = Field(
+        description="one record per patient, in request order"
+    )
+
+
+class Status(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or loading")
+    missing: list[str] | None = Field(None, description="tasks whose model is not loaded yet")
 
 
 def model_meta(predictor: Predictor) -> dict[str, str]:

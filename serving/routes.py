@@ -11,19 +11,20 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from metapredict import schema
+from metapredict import __version__, schema
 from metapredict.predictor import Predictor
-from serving import responses
+from serving import request_body, responses
 from serving.keys import require_metrics_key
 from serving.model_store import ModelStore
-from serving.request_model import OPEN, Vocabulary, example_patient, patient_model, vocabulary
+from serving.request_body import CSV, JSON
+from serving.request_model import Vocabulary, vocabulary
 from serving.settings import ServingSettings
 from serving.telemetry import Telemetry
-from serving.validation import RequestRejected, parse_json, validate_patients
+from serving.validation import FieldError, Problems, RequestRejected, validate_patients
 
 PatientBuilder = Callable[
     [Predictor, list[dict[str, Any]], Any, Any, int, Any], list[dict[str, Any]]
@@ -34,8 +35,9 @@ PatientBuilder = Callable[
 INLINE_ROWS = 32
 
 
-class JSONBytes(Response):
-    media_type = "application/json"
+class JSONBytes(JSONResponse):
+    """JSON rendered with orjson (numpy arrays included); a JSONResponse, so the OpenAPI
+    document describes a route's response model under application/json."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -126,16 +128,32 @@ async def require_api_key(settings: SettingsDep, x_api_key: ApiKeyHeader = None)
         raise RequestRejected(401, "missing or wrong X-API-Key")
 
 
-async def _read_json(request: Request, settings: ServingSettings) -> tuple[Any, bool]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise RequestRejected(413, f"request body larger than {settings.max_body_bytes} bytes")
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:
-        raise RequestRejected(413, f"request body larger than {settings.max_body_bytes} bytes")
-    if not body:
-        raise RequestRejected(400, "empty request body: send a JSON object")
-    return parse_json(body)
+async def _read_document(
+    request: Request, settings: ServingSettings, accepted: tuple[str, ...]
+) -> tuple[str, bytes, Any, bool]:
+    """(media type, body, parsed document, whether it held NaN / Infinity): 415, 413 and 400
+    as they apply."""
+    mime = request_body.media_type(request, accepted)
+    body = await request_body.read_body(request, settings, mime)
+    if len(body) >= request_body.OFF_LOOP_BYTES:
+        document, non_finite = await run_in_threadpool(request_body.parse, body, mime)
+    else:
+        document, non_finite = request_body.parse(body, mime)
+    return mime, body, document, non_finite
+
+
+async def _validated(
+    rows: Any, settings: ServingSettings, vocab: Vocabulary, large: bool
+) -> list[dict[str, Any]]:
+    """Validated records; a large request is validated off the event loop."""
+    kwargs: dict[str, Any] = {
+        "max_patients": settings.max_patients,
+        "pandera_batch_rows": settings.pandera_batch_rows,
+        "vocab": vocab,
+    }
+    if large:
+        return await run_in_threadpool(lambda: validate_patients(rows, **kwargs))
+    return validate_patients(rows, **kwargs)
 
 
 def _predictor(store: ModelStore, task: str) -> Predictor:
@@ -168,61 +186,19 @@ async def _predict(
     return await run_in_threadpool(_outputs, predictor, X, explain)
 
 
-def _patients_schema(vocab: Vocabulary = OPEN) -> dict[str, Any]:
-    """The request body of a /v1/predict route for a model accepting ``vocab``."""
-    patient = patient_model(vocab).model_json_schema()
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["patients"],
-                        "additionalProperties": False,
-                        "properties": {"patients": {"type": "array", "items": patient}},
-                    },
-                    "example": {"patients": [example_patient(vocab)]},
-                }
-            },
-        }
-    }
-
-
-def _invocations_schema(vocab: Vocabulary = OPEN) -> dict[str, Any]:
-    example = example_patient(vocab)
-    columns = list(schema.feature_columns())
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"type": "object"},
-                    "examples": {
-                        "dataframe_split": {
-                            "value": {
-                                "dataframe_split": {
-                                    "columns": columns,
-                                    "data": [[example[c] for c in columns]],
-                                }
-                            }
-                        },
-                        "dataframe_records": {
-                            "value": {"dataframe_records": [{c: example[c] for c in columns}]}
-                        },
-                    },
-                }
-            },
-        }
-    }
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": responses.ErrorBody, "description": "missing or wrong API key"},
-    413: {"model": responses.ErrorBody, "description": "too many patients or body too large"},
-    422: {"model": responses.ErrorBody, "description": "each failing field and its rule"},
-    503: {"model": responses.ErrorBody, "description": "model not loaded yet"},
+_ERROR_STATUSES: dict[int, str] = {
+    400: "malformed JSON or CSV, or an empty body",
+    401: "missing or wrong X-API-Key",
+    413: "too many patients, too many values, or a body too large",
+    415: "the Content-Type is not accepted",
+    422: "each failing field of each patient and its rule (the first 100; 'omitted' counts "
+    "the rest), or a request of the wrong shape",
+    503: "the model is not loaded yet",
 }
+
+
+def _errors(model: type[Any]) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": model, "description": d} for status, d in _ERROR_STATUSES.items()}
 
 
 def build_router() -> APIRouter:
@@ -233,19 +209,16 @@ def build_router() -> APIRouter:
         request: Request, store: ModelStore, settings: ServingSettings, task: str, explain: bool
     ) -> tuple[Predictor, list[dict[str, Any]], Any, Any, Any]:
         predictor = _predictor(store, task)
-        document, non_finite = await _read_json(request, settings)
+        vocab = vocabulary(predictor)
+        _, body, document, _ = await _read_document(request, settings, (JSON,))
         if not isinstance(document, dict) or "patients" not in document:
             raise RequestRejected(422, "the body must be a JSON object with a 'patients' list")
-        unknown = sorted(set(document) - {"patients"})
-        if unknown:
-            raise RequestRejected(422, f"unknown top-level fields: {', '.join(unknown)}")
-        records = validate_patients(
-            document["patients"],
-            max_patients=settings.max_patients,
-            pandera_batch_rows=settings.pandera_batch_rows,
-            has_non_finite=non_finite,
-            vocab=vocabulary(predictor),
-        )
+        if len(document) > 1:
+            unknown = [_short(k) for k in document if k != "patients"]
+            raise RequestRejected(422, f"unknown top-level fields: {', '.join(unknown[:20])}")
+        large = len(body) >= request_body.OFF_LOOP_BYTES
+        records = await _validated(document["patients"], settings, vocab, large)
+        request_body.check_no_duplicate_keys(body, document)
         outputs, bounds, contributions = await _predict(predictor, records, explain)
         request.app.state.telemetry.count_predictions(task, len(records))
         return predictor, records, outputs, bounds, contributions
@@ -278,8 +251,8 @@ def build_router() -> APIRouter:
             tags=["predict"],
             summary=summary,
             response_class=JSONBytes,
-            responses={200: {"model": response_model}, **_ERRORS},
-            openapi_extra=_patients_schema(),
+            response_model=response_model,
+            responses=_errors(responses.ErrorBody),
             dependencies=predict_deps,
             route_class_override=DirectRoute,
         )
@@ -304,15 +277,15 @@ def build_router() -> APIRouter:
         task: Annotated[Literal["tropism", "dormancy"], Query()] = "tropism",
     ) -> JSONBytes:
         predictor = _predictor(store, task)
-        document, non_finite = await _read_json(request, settings)
-        rows = _mlflow_rows(document)
-        records = validate_patients(
-            rows,
-            max_patients=settings.max_patients,
-            pandera_batch_rows=settings.pandera_batch_rows,
-            has_non_finite=non_finite,
-            vocab=vocabulary(predictor),
-        )
+        vocab = vocabulary(predictor)
+        mime, body, document, non_finite = await _read_document(request, settings, (JSON, CSV))
+        rows = document if mime == CSV else mlflow_rows(document)
+        if non_finite:  # MLflow's clients write a frame's missing values as NaN
+            rows = request_body.nan_as_missing(rows)
+        large = len(body) >= request_body.OFF_LOOP_BYTES
+        records = await _validated(rows, settings, vocab, large)
+        if mime == JSON:
+            request_body.check_no_duplicate_keys(body, document)
         X = predictor.encode_records(records)
         if len(records) <= INLINE_ROWS:
             outputs = predictor.batch_matrix(X)
@@ -329,20 +302,53 @@ def build_router() -> APIRouter:
         invocations,
         methods=["POST"],
         tags=["mlflow"],
-        summary="MLflow scoring protocol (dataframe_split / dataframe_records)",
+        summary="MLflow scoring protocol (dataframe_split, dataframe_records, inputs, "
+        "instances, CSV)",
         description=(
-            "Drop-in for `mlflow models serve`: the same body, the same "
-            '`{"predictions": [...]}` answer (one record per patient: site probabilities, or '
-            "risk_36, risk_60, risk_120 and late_relapse, then each one's interval as "
-            "`<output>_lower` and `<output>_upper` when the model has intervals). Choose the "
+            "Drop-in for `mlflow models serve`: the same bodies (`dataframe_split`, "
+            "`dataframe_records`, `inputs` or `instances`, each with optional `params`, which "
+            "this model takes none of and ignores as MLflow does; or `text/csv` with a header "
+            'line), the same `{"predictions": [...]}` answer (one record per patient: site '
+            "probabilities, or risk_36, risk_60, risk_120 and late_relapse, then each one's "
+            "interval as `<output>_lower` and `<output>_upper` when the model has intervals) "
+            'and MLflow\'s error shape, `{"error_code": ..., "message": ...}`. `inputs` and '
+            "`instances` also take a column-oriented object (`{column: [values]}`). Choose the "
             "model with `?task=` (default tropism)."
         ),
         response_class=JSONBytes,
-        responses=_ERRORS,
-        openapi_extra=_invocations_schema(),
+        response_model=responses.InvocationsResponse,
+        responses=_errors(responses.MlflowErrorBody),
         dependencies=predict_deps,
         route_class_override=DirectRoute,
     )
+
+    async def ping(request: Request) -> Response:
+        store: ModelStore = request.app.state.store
+        missing = [t for t in store.settings.tasks if store.current.get(t) is None]
+        if missing:
+            raise RequestRejected(503, f"not ready: no {', '.join(missing)} model loaded yet")
+        return JSONBytes({"status": "ready"})
+
+    for path in ("/ping", "/health"):
+        router.add_api_route(
+            path,
+            ping,
+            methods=["GET"],
+            tags=["mlflow"],
+            summary="200 once every task's model is loaded, else 503 (as `mlflow models serve`)",
+            response_model=responses.Status,
+            responses={503: {"model": responses.MlflowErrorBody, "description": "not ready"}},
+            name=f"mlflow_{path.strip('/')}",
+        )
+
+    @router.get(
+        "/version",
+        tags=["mlflow"],
+        summary="The service's version, as plain text (as `mlflow models serve`)",
+        response_class=PlainTextResponse,
+    )
+    async def version() -> PlainTextResponse:
+        return PlainTextResponse(__version__)
 
     @router.get(
         "/v1/models",
@@ -379,7 +385,8 @@ def build_router() -> APIRouter:
         "/health/ready",
         tags=["service"],
         summary="200 once every task's model is loaded, else 503",
-        responses={503: {"description": "not ready"}},
+        response_model=responses.Readiness,
+        responses={503: {"model": responses.Readiness, "description": "not ready"}},
     )
     async def ready(store: StoreDep) -> Response:
         missing = [t for t in store.settings.tasks if store.current.get(t) is None]
@@ -390,9 +397,10 @@ def build_router() -> APIRouter:
     @router.get(
         "/metrics",
         tags=["service"],
-        summary="Prometheus metrics (needs METAPREDICT_METRICS_API_KEY when set)",
+        summary="Prometheus metrics, text format (needs METAPREDICT_METRICS_API_KEY when set)",
         dependencies=[Depends(require_metrics_key)],
         responses={401: {"model": responses.ErrorBody}},
+        response_class=PlainTextResponse,
     )
     async def prometheus(telemetry: TelemetryDep) -> Response:
         return Response(telemetry.render(), media_type="text/plain; version=0.0.4")
@@ -401,7 +409,10 @@ def build_router() -> APIRouter:
         "/v1/admin/reload",
         tags=["service"],
         summary="Look for a new champion now (needs the admin X-API-Key)",
-        responses={403: {"model": responses.ErrorBody}, 401: {"model": responses.ErrorBody}},
+        responses={
+            403: {"model": responses.ErrorBody, "description": "reload is disabled"},
+            401: {"model": responses.ErrorBody, "description": "missing or wrong X-API-Key"},
+        },
     )
     async def reload(
         store: StoreDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None
@@ -438,27 +449,99 @@ def _headline(values: dict[str, float]) -> dict[str, float]:
     return {k: values[k] for k in HEADLINE_METRICS if k in values}
 
 
-def _mlflow_rows(document: Any) -> list[Any]:
-    """Rows of an MLflow scoring request (dataframe_split or dataframe_records)."""
+def _short(key: str) -> str:
+    return key if len(key) <= 64 else key[:61] + "..."
+
+
+#: The keys of MLflow's JSON scoring formats, one per request.
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+
+
+def _columns_check(columns: list[Any]) -> None:
+    """422 for columns no patient has, or named twice: listed up to the bound, never one row
+    of the request built with them."""
+    known = {"id", *schema.feature_columns()}
+    problems = Problems()
+    seen: set[str] = set()
+    for c in columns:
+        if not isinstance(c, str):
+            problems.add(FieldError(None, None, None, "each column name must be a string"))
+        elif c in seen:
+            problems.add(FieldError(None, None, _short(c), "is a column named twice"))
+        elif c not in known:
+            problems.add(FieldError(None, None, _short(c), "is not a field the schema knows"))
+        else:
+            seen.add(c)
+        if problems.room == 0:
+            break
+    if problems:
+        named = ", ".join(str(e.field) for e in problems.kept[:10] if e.field is not None)
+        raise RequestRejected(
+            422,
+            f"columns that are not the schema's, or named twice: {named or 'see detail'}",
+            problems.kept,
+            problems.omitted,
+        )
+
+
+def _columnar(name: str, value: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of a column-oriented ``{column: [values]}`` object."""
+    columns = list(value)
+    _columns_check(columns)
+    lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
+    if len(lengths) != 1 or -1 in lengths:
+        raise RequestRejected(
+            422, f"'{name}' as an object must map each column to a list, all of one length"
+        )
+    n = lengths.pop()
+    return [{c: value[c][i] for c in columns} for i in range(n)]
+
+
+def mlflow_rows(document: Any) -> list[Any]:
+    """Rows of an MLflow scoring request: one of ``dataframe_split``, ``dataframe_records``,
+    ``inputs``, ``instances``, and optional ``params``."""
     if not isinstance(document, dict):
         raise RequestRejected(422, "the body must be a JSON object")
-    if "dataframe_records" in document:
-        rows = document["dataframe_records"]
-        if not isinstance(rows, list):
-            raise RequestRejected(422, "'dataframe_records' must be a list of objects")
-        return rows
-    if "dataframe_split" in document:
-        split = document["dataframe_split"]
-        if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
-            raise RequestRejected(422, "'dataframe_split' needs 'columns' and 'data'")
-        columns, data = split["columns"], split.get("data")
-        if not isinstance(data, list) or not all(
-            isinstance(r, list) and len(r) == len(columns) for r in data
-        ):
-            raise RequestRejected(
-                422, "'dataframe_split.data' must be a list of rows as long as 'columns'"
-            )
-        return [dict(zip(columns, r, strict=True)) for r in data]
-    raise RequestRejected(
-        422, "expected 'dataframe_split' or 'dataframe_records' (MLflow scoring protocol)"
-    )
+    formats = [k for k in MLFLOW_FORMATS if k in document]
+    others = [_short(k) for k in document if k not in MLFLOW_FORMATS and k != "params"]
+    if len(formats) != 1:
+        raise RequestRejected(
+            422,
+            "expected exactly one of 'dataframe_split', 'dataframe_records', 'inputs' or "
+            f"'instances' (MLflow scoring protocol); got {len(formats)}",
+        )
+    if others:
+        raise RequestRejected(422, f"unknown top-level fields: {', '.join(others[:20])}")
+    params = document.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise RequestRejected(422, "'params' must be a JSON object")
+    (name,) = formats
+    value = document[name]
+    if name == "dataframe_split":
+        return _split_rows(value)
+    if isinstance(value, dict) and name in ("inputs", "instances"):
+        return _columnar(name, value)
+    if not isinstance(value, list):
+        raise RequestRejected(422, f"'{name}' must be a list of patient objects")
+    return value
+
+
+def _split_rows(split: Any) -> list[dict[str, Any]]:
+    if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
+        raise RequestRejected(422, "'dataframe_split' needs 'columns' and 'data'")
+    unknown = [_short(k) for k in split if k not in ("columns", "data", "index")]
+    if unknown:
+        raise RequestRejected(
+            422, f"'dataframe_split' takes 'columns', 'data' and 'index'; not {', '.join(unknown)}"
+        )
+    if "index" in split and not isinstance(split["index"], list):
+        raise RequestRejected(422, "'dataframe_split.index' must be a list of row labels")
+    columns, data = split["columns"], split.get("data")
+    _columns_check(columns)
+    if not isinstance(data, list) or not all(
+        isinstance(r, list) and len(r) == len(columns) for r in data
+    ):
+        raise RequestRejected(
+            422, "'dataframe_split.data' must be a list of rows as long as 'columns'"
+        )
+    return [dict(zip(columns, r, strict=True)) for r in data]

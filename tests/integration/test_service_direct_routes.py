@@ -68,6 +68,9 @@ def pairs(
         yield built
 
 
+JSON = {"content-type": "application/json"}
+
+
 def test_the_prediction_routes_are_direct(pairs: dict[str, tuple[TestClient, TestClient]]) -> None:
     """Only FastAPI's dependency solving consults dependency_overrides: it tells them apart."""
     direct, solved = pairs["open"]
@@ -80,10 +83,10 @@ def test_the_prediction_routes_are_direct(pairs: dict[str, tuple[TestClient, Tes
         for client in (direct, solved):
             client.app.dependency_overrides[routes.get_store] = closed  # type: ignore[attr-defined]
         for path in ("/v1/predict/tropism", "/v1/predict/dormancy"):
-            assert direct.post(path, content=body).status_code == 200
-            assert solved.post(path, content=body).status_code == 503
-        assert direct.post("/invocations", content=_split_body()).status_code == 200
-        assert solved.post("/invocations", content=_split_body()).status_code == 503
+            assert direct.post(path, content=body, headers=JSON).status_code == 200
+            assert solved.post(path, content=body, headers=JSON).status_code == 503
+        assert direct.post("/invocations", content=_split_body(), headers=JSON).status_code == 200
+        assert solved.post("/invocations", content=_split_body(), headers=JSON).status_code == 503
         assert direct.get("/v1/models").status_code == 503  # other routes: solved as ever
     finally:
         for client in (direct, solved):

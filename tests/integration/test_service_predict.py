@@ -480,6 +480,8 @@ def test_openapi_carries_the_schema_generated_example(client: TestClient) -> Non
     assert set(invocations["application/json"]["examples"]) == {
         "dataframe_split",
         "dataframe_records",
+        "inputs",
+        "instances",
     }
     for named in invocations["application/json"]["examples"].values():
         assert client.post("/invocations", json=named["value"]).status_code == 200
@@ -562,7 +564,9 @@ def test_logs_never_contain_patient_rows(
         client.post("/v1/predict/dormancy", json={"patients": [patient, bad]}),
         client.post("/v1/predict/tropism", json={"patients": batch}),  # the pandera path
         client.post("/invocations", json={"dataframe_records": [bad]}),
-        client.post("/v1/predict/tropism", content=truncated),  # malformed: 400
+        client.post(  # malformed: 400
+            "/v1/predict/tropism", content=truncated, headers={"content-type": "application/json"}
+        ),
     ]
     assert [a.status_code for a in answers] == [200, 422, 422, 422, 400]
     assert caplog.records, "the capture must see the service's requests"

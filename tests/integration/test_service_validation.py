@@ -58,15 +58,28 @@ def _app(store: TrainedStore, predictors: dict[str, Predictor], **overrides: Any
     )
 
 
+#: Every request of this module is JSON (415 for other media types is tested on its own).
+JSON_HEADERS = {"content-type": "application/json"}
+
+
 @pytest.fixture(scope="module")
 def clients(
     trained_store: TrainedStore, predictors: dict[str, Predictor]
 ) -> Iterator[dict[str, TestClient]]:
     with ExitStack() as stack:
         yield {
-            "pydantic": stack.enter_context(TestClient(_app(trained_store, predictors))),
+            "pydantic": stack.enter_context(
+                TestClient(_app(trained_store, predictors), headers=JSON_HEADERS)
+            ),
             "pandera": stack.enter_context(
-                TestClient(_app(trained_store, predictors, pandera_batch_rows=1))
+                TestClient(
+                    _app(trained_store, predictors, pandera_batch_rows=1), headers=JSON_HEADERS
+                )
+            ),
+            "default": stack.enter_context(
+                TestClient(
+                    _app(trained_store, predictors, pandera_batch_rows=200), headers=JSON_HEADERS
+                )
             ),
             "limits": stack.enter_context(
                 TestClient(
@@ -75,7 +88,8 @@ def clients(
                         predictors,
                         max_patients=MAX_PATIENTS,
                         max_body_bytes=MAX_BODY,
-                    )
+                    ),
+                    headers=JSON_HEADERS,
                 )
             ),
         }
@@ -278,6 +292,73 @@ def test_bad_input_is_422_naming_each_field_and_rule(
     assert body["message"].startswith(f"{len(detail)} problem")
 
 
+BATCH = 500
+
+
+@pytest.mark.parametrize("build", [c[1] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_the_same_bad_patients_get_the_same_detail_in_a_batch_of_500(
+    clients: dict[str, TestClient], build: Callable[[], bytes]
+) -> None:
+    """A small request (the request model) and a batch of 500 (the pandera schema): the same
+    problems of the same patients, word for word."""
+    patients = json.loads(build())["patients"]
+    good = [{**_patients()[0], "id": f"G{i}"} for i in range(BATCH - len(patients))]
+    small = clients["default"].post("/v1/predict/tropism", content=_body(patients))
+    batch = clients["default"].post("/v1/predict/tropism", content=_body(good + patients))
+    assert small.status_code == batch.status_code == 422, (small.text, batch.text)
+    shift = len(good)
+
+    def key(d: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(map(str, (d["patient"], d["id"], d["field"], d["rule"])))
+
+    expected = sorted(small.json()["detail"], key=key)
+    found = [
+        {**d, "patient": d["patient"] - shift if d["patient"] is not None else None}
+        for d in batch.json()["detail"]
+    ]
+    assert sorted(found, key=key) == expected
+
+
+def test_at_most_100_problems_are_listed_and_the_rest_counted(client: TestClient) -> None:
+    patient = {**_patients()[0], **{f"unknown_{i}": 1 for i in range(250)}}
+    response = client.post("/v1/predict/tropism", json={"patients": [patient, patient]})
+    assert response.status_code == 422
+    body = response.json()
+    assert len(body["detail"]) == 100
+    assert body["omitted"] == 400
+    assert body["message"].startswith("500 problems in 2 patients; the first 100 are listed")
+
+
+def test_duplicate_keys_are_refused(client: TestClient) -> None:
+    patient = json.dumps(_patients()[0])
+    twice = patient[:-1] + ', "age_years": 50.0}'
+    for body in (f'{{"patients": [{twice}]}}', f'{{"patients": [], "patients": [{patient}]}}'):
+        response = client.post("/v1/predict/tropism", content=body.encode())
+        assert response.status_code == 422, response.text
+        assert "appears twice" in response.json()["message"]
+    # a colon inside a string, escaped or not, is not a key
+    fine = {**_patients()[0], "id": "a:b"}
+    escaped = json.dumps({"patients": [fine]}).replace("a:b", "a\\u003ab")
+    for body in (json.dumps({"patients": [fine]}), escaped):
+        assert client.post("/v1/predict/tropism", content=body.encode()).status_code == 200
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_body_that_is_not_json_is_415(
+    client: TestClient, route: str, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    request = client.build_request("POST", route, content=_body(_patients()), headers=headers)
+    if content_type is None:
+        del request.headers["content-type"]
+    response = client.send(request)
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["message"]
+
+
 @pytest.mark.parametrize(
     ("build", "expected"), [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
 )
@@ -329,7 +410,9 @@ def _columns_and_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 INVOCATION_ENVELOPES: list[tuple[str, Any, str]] = [
-    ("neither-format", {"instances": [example_patient()]}, "dataframe_split"),
+    ("neither-format", {"rows": [example_patient()]}, "dataframe_split"),
+    ("two-formats", {"inputs": [], "instances": []}, "exactly one"),
+    ("unknown-column", {"dataframe_split": {"columns": ["age", "age_years"], "data": []}}, "age"),
     ("records-not-a-list", {"dataframe_records": example_patient()}, "list"),
     ("split-without-columns", {"dataframe_split": {"data": [[1.0]]}}, "columns"),
     (
@@ -337,7 +420,11 @@ INVOCATION_ENVELOPES: list[tuple[str, Any, str]] = [
         {"dataframe_split": {"columns": ["age_years", "stage"], "data": [[60.0]]}},
         "as long as",
     ),
-    ("split-data-not-rows", {"dataframe_split": {"columns": ["a"], "data": 3}}, "as long as"),
+    (
+        "split-data-not-rows",
+        {"dataframe_split": {"columns": ["age_years"], "data": 3}},
+        "as long as",
+    ),
     ("a-list", [example_patient()], "JSON object"),
 ]
 

@@ -84,13 +84,7 @@ def _pydantic(rows: list[dict[str, Any]]) -> Any:
 
 
 def _pandera_path(rows: list[dict[str, Any]]) -> Any:
-    # as parse_json reports it: NaN / Infinity anywhere in the body
-    non_finite = any(
-        isinstance(v, float) and not math.isfinite(v) for row in rows for v in row.values()
-    )
-    return validate_patients(
-        rows, max_patients=10**6, pandera_batch_rows=1, has_non_finite=non_finite
-    )
+    return validate_patients(rows, max_patients=10**6, pandera_batch_rows=1)
 
 
 def _verdict(validate: Any, rows: list[dict[str, Any]]) -> tuple[Any, list[FieldError]]:
@@ -131,6 +125,13 @@ def _named(fields: Sequence[str | None] | set[str | None]) -> set[str]:
 
 def _cells(errors: Sequence[FieldError]) -> set[tuple[int | None, str]]:
     return {(e.patient, e.field) for e in errors if e.field is not None}
+
+
+def _details(errors: Sequence[FieldError]) -> list[tuple[Any, ...]]:
+    """Every problem as the client reads it: patient, id, field and the rule's words."""
+    return sorted(
+        ((e.patient, e.id, e.field, e.rule) for e in errors), key=lambda d: tuple(map(str, d))
+    )
 
 
 def _valid_rows(n: int = 3) -> list[dict[str, Any]]:
@@ -182,6 +183,7 @@ def perturbation(draw: st.DrawFn) -> tuple[str, Any, Any]:
                 "non_finite",
                 "wrong_category",
                 "missing",
+                "wrong_type",
                 "unknown",
                 "fraction_sum",
                 "none_extra",
@@ -209,6 +211,9 @@ def perturbation(draw: st.DrawFn) -> tuple[str, Any, Any]:
         return kind, name, value
     if kind == "missing":
         return kind, draw(st.sampled_from(schema.feature_columns())), None
+    if kind == "wrong_type":  # text, true/false, null or a list where a number belongs
+        value = draw(st.sampled_from(["54", "0.1", "", True, False, None, [1.0]]))
+        return kind, draw(st.sampled_from(NUMERIC)), value
     if kind == "unknown":
         return kind, draw(unknown_names), draw(st.floats(-10, 10))
     if kind == "fraction_sum":
@@ -238,6 +243,15 @@ def patient_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
     return rows
 
 
+def _only_numbers(rows: list[dict[str, Any]]) -> bool:
+    """Every numeric cell a number or null (a frame of floats can hold them as they are)."""
+    return all(
+        row.get(c) is None or (isinstance(row[c], int | float) and not isinstance(row[c], bool))
+        for row in rows
+        for c in NUMERIC
+    )
+
+
 def _nan_in_nullable(rows: list[dict[str, Any]]) -> bool:
     return any(
         isinstance(row.get(c), float) and math.isnan(row[c]) for row in rows for c in NULLABLE
@@ -256,13 +270,14 @@ def test_pydantic_and_pandera_give_the_same_verdict(rows: list[dict[str, Any]]) 
     batch, batch_errors = _verdict(_pandera_path, [dict(r) for r in rows])
 
     assert (small is None) == (batch is None), (small_errors, batch_errors)
-    # each failing field of each patient, on both paths (the fraction-sum rule has no field,
-    # and pydantic skips it once a field of that patient has failed)
-    assert _cells(small_errors) == _cells(batch_errors)
+    # the same detail, word for word: each failing field of each patient with its rule, and
+    # the fraction sum for a patient whose fields all passed
+    assert _details(small_errors) == _details(batch_errors)
     if small is not None:
         assert small == batch  # the same normalised records either way
 
-    if not _nan_in_nullable(rows):  # in a DataFrame NaN *is* "missing", which extras may be
+    # in a DataFrame NaN *is* "missing", which extras may be; and a frame of floats holds no text
+    if not _nan_in_nullable(rows) and _only_numbers(rows):
         direct = _schema_fields([dict(r) for r in rows])
         assert (direct is None) == (small is not None), (small_errors, direct)
         assert _named(direct or set()) == _named([e.field for e in small_errors])
@@ -340,16 +355,37 @@ def test_too_long_id_is_refused_on_both_paths() -> None:
         assert [(e.patient, e.field) for e in err.value.errors] == [(1, ID_FIELD)]
 
 
-def test_numbers_sent_as_strings_are_normalised_on_both_paths() -> None:
+@pytest.mark.parametrize("value", ["61", "300.5", True, False], ids=repr)
+def test_text_and_booleans_are_not_numbers_on_both_paths(value: Any) -> None:
+    """OpenAPI declares numbers: "61" and true are refused, as JSON Schema refuses them."""
     rows = _valid_rows(2)
-    rows[0]["age_years"] = "61"
-    rows[1]["platelet_count"] = "300.5"
+    rows[0]["age_years"] = value
+    rows[1]["mdsc_score"] = value
+    found = []
+    for validate in (_pydantic, _pandera_path):
+        with pytest.raises(RequestRejected) as err:
+            validate([dict(r) for r in rows])
+        found.append(_details(err.value.errors))
+    assert (
+        found[0]
+        == found[1]
+        == [
+            (0, "P0", "age_years", "must be a number"),
+            (1, "P1", "mdsc_score", "must be a number"),
+        ]
+    )
+
+
+def test_integers_are_numbers_on_both_paths() -> None:
+    rows = _valid_rows(2)
+    rows[0]["age_years"] = 61
+    rows[1]["platelet_count"] = 300
     rows[1]["mdsc_score"] = None
     small = _pydantic([dict(r) for r in rows])
     batch = _pandera_path([dict(r) for r in rows])
     assert small == batch
     assert small[0]["age_years"] == 61.0 and isinstance(small[0]["age_years"], float)
-    assert batch[1]["platelet_count"] == 300.5
+    assert batch[1]["platelet_count"] == 300.0
     assert batch[1]["mdsc_score"] is None
 
 
