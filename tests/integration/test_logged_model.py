@@ -62,8 +62,9 @@ README_PATIENT: dict[str, Any] = {
 #: from the model's own code path, predict the README patient, print where metapredict came from.
 LOAD_ELSEWHERE = """
 import json, sys
-blocked = json.loads(sys.argv[3])
-sys.path = [p for p in sys.path if not any(p.startswith(b) for b in blocked)]
+import os
+blocked = {os.path.realpath(b) for b in json.loads(sys.argv[3])}
+sys.path = [p for p in sys.path if os.path.realpath(p or ".") not in blocked]
 try:
     import metapredict
 except ImportError:
@@ -80,11 +81,13 @@ print(json.dumps({"from": metapredict.__file__, "answer": answer.iloc[0].tolist(
 
 
 def _blocked_paths() -> list[str]:
-    """Where this test process finds metapredict (the worktree or the editable install)."""
-    import metapredict
-
-    package = Path(metapredict.__file__).resolve().parent
-    return sorted({str(package.parent), str(package.parent.parent), "/work/main"})
+    """The sys.path entries that hold metapredict here (this checkout's ``src``, the editable
+    install's), removed in the interpreter that loads the model."""
+    return sorted(
+        entry
+        for entry in sys.path
+        if entry and (Path(entry) / "metapredict" / "__init__.py").is_file()
+    )
 
 
 @pytest.fixture(scope="module")
