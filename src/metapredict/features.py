@@ -151,7 +151,7 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     ``categories_`` holds, per categorical column, the labels seen in training (the model's
     cancer types fix their codes). ``feature_ranges_`` maps each non-categorical feature to the
     range of the *raw* values seen in training (fractions, not their CLR), used to warn about
-    out-of-range inputs: the central 99 %, rounded outwards so that no bound is a patient's
+    out-of-range inputs: the central 99.8 %, rounded outwards so that no bound is a patient's
     value (:func:`metapredict.feature_profile.private_range`); an LM22 range always starts at
     0, since CIBERSORT reports exact zeros for cell types it does not detect and a zero is never
     unusual.

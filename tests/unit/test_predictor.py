@@ -162,7 +162,7 @@ def test_training_patients_are_in_range_and_an_outlier_is_not(
     relapsed = training_rows[training_rows[EVENT]]
     records = relapsed[list(schema.feature_columns())].to_dict("records")
     flagged = [name for found in tropism.out_of_range(records) for name in found]
-    # ranges span the central 99 % (rounded outwards): a few patients per feature at most
+    # ranges span the central 99.8 % (rounded outwards): a few patients per feature at most
     for name in set(flagged):
         assert flagged.count(name) <= 0.02 * len(records) + 2, name
     typical = next(
