@@ -74,8 +74,74 @@ PHASES = (
     "server: import the service (FastAPI, scikit-learn, pandas, pandera, LightGBM)",
     "server: create_app (request model, OpenAPI examples)",
     "server: wait for the registry's answer (the child's, if one was started)",
-    "server: unpickle both champions",
+    "server: read both champions (JSON + LightGBM text, digests checked)",
 )
+
+#: Loading both champions in a fresh interpreter, the service's stack already imported: from
+#: the JSON artifact (what the service does) or from the same predictors pickled (what it did
+#: before the JSON format). One number out: seconds.
+LOAD_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+import joblib
+import serving.app
+from metapredict.registry.artifact import read_predictor
+kind, items = sys.argv[1], json.loads(sys.argv[2])
+started = time.perf_counter()
+for item in items:
+    if kind == "json":
+        read_predictor(Path(item[0]), item[1])
+    else:
+        joblib.load(item)
+print(time.perf_counter() - started)
+"""
+
+
+def _size_mib(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def format_comparison(store_dir: Path, tmp: Path, repeats: int) -> tuple[Spread, Spread, str]:
+    """Seconds to load both champions from their JSON artifacts vs from the same predictors
+    pickled (fresh interpreters), and the sizes on disk."""
+    import joblib
+
+    from metapredict.registry.loader import FetchedModel, find_local, open_fetched
+    from metapredict.settings import StoreSettings
+
+    env = store_env(store_dir)
+    settings = StoreSettings(
+        tracking_uri=env["METAPREDICT_TRACKING_URI"], artifact_root=env["METAPREDICT_ARTIFACT_ROOT"]
+    )
+    folders: list[tuple[str, str]] = []
+    pickles: list[str] = []
+    sizes = []
+    for task in ("tropism", "dormancy"):
+        found = find_local(task, "champion", settings)
+        assert isinstance(found, FetchedModel), found
+        folders.append((found.predictor_path, found.predictor_sha256))
+        pickled = tmp / f"{task}.joblib"
+        joblib.dump(open_fetched(found), pickled)
+        pickles.append(str(pickled))
+        sizes.append(
+            f"{task} {_size_mib(Path(found.predictor_path)):.1f} MiB "
+            f"(pickled: {_size_mib(pickled):.1f} MiB)"
+        )
+    times: dict[str, list[float]] = {"json": [], "pickle": []}
+    for _ in range(repeats):
+        for kind, items in (("json", folders), ("pickle", pickles)):
+            out = subprocess.run(
+                [sys.executable, "-c", LOAD_SCRIPT, kind, json.dumps(items)],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            )
+            times[kind].append(float(out.stdout.strip().splitlines()[-1]))
+    return Spread.of(times["json"]), Spread.of(times["pickle"]), "; ".join(sizes)
 
 
 def _profile_note(profile: list[Spread]) -> str:
@@ -131,6 +197,7 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
     seconds: dict[str, list[float]] = {k[0]: [] for k in kinds}
     profile: list[Spread] = []
     child_started = False
+    formats: tuple[Spread, Spread, str] | None = None
     memory: dict[str, list[float]] = {k[0]: [] for k in kinds}
     store_opts = PartOptions(opts.quick, opts.out, store or opts.store, opts.command)
     with served_store(store_opts, log=log) as store_dir, work_dir("metapredict-bench-cold-") as tmp:
@@ -147,6 +214,7 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
                 log(f"  cold start {name}: {elapsed:.2f} s{'' if r >= warm else ' (warm-up)'}")
         if have_mp:
             profile, child_started = startup_profile(store_dir, repeats)
+            formats = format_comparison(store_dir, tmp, max(repeats, 3))
 
     spreads = {k: Spread.of(v) for k, v in seconds.items()}
     report.add(
@@ -205,6 +273,23 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
             f"{via.fmt(2)}x mlflow's: before it can read the few rows that name the champions, "
             "MLflow's client imports MLflow, then SQLAlchemy and Alembic, and maps its ORM.",
         )
+    if formats is not None:
+        as_json, as_pickle, sizes = formats
+        report.add(
+            "The model format's effect on start-up",
+            md_table(
+                ["both champions loaded from", "seconds (fresh interpreter, stack imported)"],
+                [
+                    ("JSON + LightGBM model text, SHA-256 checked (served)", as_json.fmt(3)),
+                    ("the same predictors pickled (the format before)", as_pickle.fmt(3)),
+                ],
+            )
+            + f"\n\nOn disk: {sizes}. Both formats hold the same LightGBM model text (a "
+            "pickled Booster is its model string), so parsing the boosters costs the same; the "
+            "JSON format adds the digests (SHA-256 of every file) and pydantic's check of the "
+            "document, and loads nothing that can run code. Loading is a small part of the "
+            "start-up either way (see the phases above).",
+        )
     report.add(
         "Method",
         "- Timer starts just before `Popen` and stops at the first 200 on the readiness path; "
@@ -214,8 +299,9 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
         "- mlflow: `mlflow models serve -m models:/metapredict-tropism@champion --env-manager "
         "local` (imports mlflow, resolves the alias, then execs uvicorn which loads the pyfunc "
         "model). metapredict: `metapredict serve` loading both champions natively, reading the "
-        "SQLite registry directly (read-only, schema revision checked) and unpickling the "
-        "predictors where they lie in the artifact store; and the same with "
+        "SQLite registry directly (read-only, schema revision checked) and reading the "
+        "predictors (JSON + LightGBM model text, digests checked) where they lie in the "
+        "artifact store; and the same with "
         "`METAPREDICT_DIRECT_READ=false`, where a child process asks MLflow's client while the "
         "server imports its stack. All with MLflow's usage telemetry off.\n"
         "- RSS: every process in the server's process group, read from /proc when ready.",

@@ -159,9 +159,7 @@ async def _validated(
 def _predictor(store: ModelStore, task: str) -> Predictor:
     predictor = store.current.get(task)
     if predictor is None:
-        raise RequestRejected(
-            503, f"no {task} model is loaded yet; train one: metapredict train {task}"
-        )
+        raise RequestRejected(503, store.problem(task) or f"no {task} model is loaded yet")
     return predictor
 
 
@@ -365,6 +363,9 @@ def build_router() -> APIRouter:
             reload = store.last_reload.get(task)
             out["models"][task] = {
                 "loaded": p is not None,
+                "status": store.status(task),
+                "problem": store.problem(task),
+                "read_via": p.info.read_via if p is not None else None,
                 **(responses.model_meta(p) if p is not None else {}),
                 "schema_version": p.schema_version if p is not None else None,
                 "outputs": list(p.output_names) if p is not None else [],
@@ -391,7 +392,10 @@ def build_router() -> APIRouter:
     async def ready(store: StoreDep) -> Response:
         missing = [t for t in store.settings.tasks if store.current.get(t) is None]
         if missing:
-            return JSONBytes({"status": "loading", "missing": missing}, status_code=503)
+            problems = {t: store.problem(t) for t in missing}
+            return JSONBytes(
+                {"status": "loading", "missing": missing, "problems": problems}, status_code=503
+            )
         return JSONBytes({"status": "ready"})
 
     @router.get(

@@ -31,6 +31,12 @@ class ServingSettings(StoreSettings):
     poll_seconds: float = Field(
         30.0, ge=0, description="how often to look for a new champion; 0 disables"
     )
+    reload_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a reload (poll or admin) that takes longer answers 'failed' and goes on "
+        "in the background",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="when set, prediction routes and GET /v1/models require the X-API-Key header",

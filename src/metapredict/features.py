@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from metapredict import schema
+from metapredict.feature_profile import private_range
 
 FloatArray = NDArray[np.float64]
 
@@ -149,9 +150,11 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     ``categories_`` holds, per categorical column, the labels seen in training (the model's
     cancer types fix their codes). ``feature_ranges_`` maps each non-categorical feature to the
-    (min, max) of the *raw* values seen in training (fractions, not their CLR), used to warn
-    about out-of-range inputs; an LM22 range always starts at 0, since CIBERSORT reports exact
-    zeros for cell types it does not detect and a zero is never unusual.
+    range of the *raw* values seen in training (fractions, not their CLR), used to warn about
+    out-of-range inputs: the central 99.8 %, rounded outwards so that no bound is a patient's
+    value (:func:`metapredict.feature_profile.private_range`); an LM22 range always starts at
+    0, since CIBERSORT reports exact zeros for cell types it does not detect and a zero is never
+    unusual.
     """
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> Self:
@@ -164,10 +167,11 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             if name in vocab or name not in X.columns:
                 continue
             values = pd.to_numeric(X[name], errors="coerce").to_numpy(dtype=float)
-            finite = values[np.isfinite(values)]
-            if finite.size:
-                low = 0.0 if name in lm22 else float(finite.min())
-                self.feature_ranges_[name] = (low, float(finite.max()))
+            info = schema.column_info(name)
+            found = private_range(values, minimum=info.minimum, maximum=info.maximum)
+            if found is not None:
+                low, high = found
+                self.feature_ranges_[name] = (0.0 if name in lm22 else low, high)
         return self
 
     def transform(self, X: pd.DataFrame) -> FloatArray:

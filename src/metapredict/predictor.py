@@ -52,6 +52,8 @@ class ModelInfo:
     alias: str = ""
     run_id: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    #: how the registry was read: "direct" (local SQLite, no MLflow) or "mlflow client: why"
+    read_via: str = ""
 
 
 @dataclass

@@ -46,7 +46,14 @@ def test_direct_read_matches_mlflow_client(
     assert local.run_id == through_mlflow.run_id
     assert local.metrics == pytest.approx(through_mlflow.metrics, nan_ok=True)
     assert local.metrics, "the run's metrics are read too"
-    assert local.predictor_path.read_bytes() == Path(through_mlflow.predictor_path).read_bytes()
+    assert local.predictor_sha256 == through_mlflow.predictor_sha256 != ""
+    assert not local.legacy and not through_mlflow.legacy
+    downloaded = Path(through_mlflow.predictor_path)
+    assert sorted(p.relative_to(downloaded) for p in downloaded.rglob("*")) == sorted(
+        p.relative_to(local.predictor_path) for p in local.predictor_path.rglob("*")
+    )
+    manifest = "predictor.json"
+    assert (local.predictor_path / manifest).read_bytes() == (downloaded / manifest).read_bytes()
     assert Path(through_mlflow.predictor_path).is_relative_to(tmp_path)  # really downloaded
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,10 @@ def test_prefetch_loads_what_the_registry_names(
             expected = registry.load(task, "champion", through_mlflow)
             assert prefetch.version(task, "champion", settings) == expected.info.version
             predictor = prefetch.load(task, "champion", settings)
-            assert predictor.info == expected.info
+            assert replace(predictor.info, read_via="") == replace(expected.info, read_via="")
+            assert predictor.info.read_via == (
+                "direct" if direct_read else "mlflow client: METAPREDICT_DIRECT_READ is off"
+            )
             assert predictor.task == task
             np.testing.assert_array_equal(
                 predictor.predict(_frame()).to_numpy(), expected.predict(_frame()).to_numpy()

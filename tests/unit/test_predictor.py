@@ -161,8 +161,14 @@ def test_training_patients_are_in_range_and_an_outlier_is_not(
 ) -> None:
     relapsed = training_rows[training_rows[EVENT]]
     records = relapsed[list(schema.feature_columns())].to_dict("records")
-    assert not any(tropism.out_of_range(records))
-    outlier = {**records[0], "platelet_count": tropism.feature_ranges["platelet_count"][1] + 1}
+    flagged = [name for found in tropism.out_of_range(records) for name in found]
+    # ranges span the central 99.8 % (rounded outwards): a few patients per feature at most
+    for name in set(flagged):
+        assert flagged.count(name) <= 0.02 * len(records) + 2, name
+    typical = next(
+        r for r, found in zip(records, tropism.out_of_range(records), strict=True) if not found
+    )
+    outlier = {**typical, "platelet_count": tropism.feature_ranges["platelet_count"][1] + 1}
     assert tropism.out_of_range([outlier]) == [["platelet_count"]]
 
 

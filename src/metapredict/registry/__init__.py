@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from metapredict.registry.loader import current_version, load
+from metapredict.registry.loader import ModelArtifactError, current_version, load
 from metapredict.registry.store import (
     CHALLENGER,
     CHAMPION,
     REFERENCE_PROFILE_ARTIFACT,
+    LegacyModelError,
     ModelNotFoundError,
     model_name,
 )
@@ -29,6 +30,8 @@ __all__ = [
     "CHAMPION",
     "REFERENCE_PROFILE_ARTIFACT",
     "JobRun",
+    "LegacyModelError",
+    "ModelArtifactError",
     "ModelNotFoundError",
     "RegisteredVersion",
     "current_version",

@@ -34,7 +34,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from metapredict.registry.store import PREDICTOR_FILE, model_name, model_not_found
+from metapredict.registry.store import (
+    LEGACY_PREDICTOR_FILE,
+    PREDICTOR_ARTIFACT,
+    model_name,
+    model_not_found,
+)
 from metapredict.settings import StoreSettings, sqlite_path
 
 logger = logging.getLogger(__name__)
@@ -52,14 +57,22 @@ LATEST = "latest"
 BUSY_TIMEOUT_S = 5.0
 
 
+#: The model-version tag with the SHA-256 of the predictor's document
+#: (:data:`metapredict.registry.artifact.DIGEST_TAG`; not imported: this module stays light).
+DIGEST_TAG = "predictor_sha256"
+
+
 @dataclass(frozen=True)
 class LocalVersion:
-    """The version an alias names, with its predictor file on the local disk."""
+    """The version an alias names, with its predictor on the local disk: the ``predictor``
+    folder with the digest recorded at registration, or (``legacy``) an old pickle's path."""
 
     version: str
     run_id: str
     predictor_path: Path
     metrics: Mapping[str, float]
+    predictor_sha256: str = ""
+    legacy: bool = False
 
 
 def _workspaces_in_use() -> bool:
@@ -77,14 +90,13 @@ def _local_path(uri: str | None) -> Path | None:
     return Path(url2pathname(parsed.path))
 
 
-def _read(db: sqlite3.Connection, task: str, alias: str, uri: str) -> LocalVersion | None:
+def _read(db: sqlite3.Connection, task: str, alias: str, uri: str) -> LocalVersion | str:
     # One read transaction: every SELECT below sees the same state of the store, even while a
     # training job or a promotion writes to it.
     db.execute("BEGIN")
     (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or (None,)
     if revision not in KNOWN_SCHEMA_REVISIONS:
-        logger.debug("schema revision %s is not one this reader knows", revision)
-        return None
+        return f"MLflow schema revision {revision} is not one this reader knows"
     name = model_name(task)
     row = db.execute(
         "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ? "
@@ -100,23 +112,34 @@ def _read(db: sqlite3.Connection, task: str, alias: str, uri: str) -> LocalVersi
         (name, version, DEFAULT_WORKSPACE, DELETED_STAGE),
     ).fetchone()
     if row is None or row[1] != "READY":
-        return None
+        return f"version {version} is not ready"
     run_id, _, storage_location, source = row
     artifacts = _local_path(storage_location or source)
     if artifacts is None:
-        return None
-    predictor = artifacts / "artifacts" / PREDICTOR_FILE
-    if not predictor.is_file():
-        return None
+        return "the artifacts are not on the local disk"
+    predictor = artifacts / "artifacts" / PREDICTOR_ARTIFACT
+    legacy = not predictor.is_dir()
+    if legacy:
+        predictor = artifacts / "artifacts" / LEGACY_PREDICTOR_FILE
+        if not predictor.is_file():
+            return "the version's predictor files are not where its artifacts should be"
+    row = db.execute(
+        "SELECT value FROM model_version_tags WHERE name = ? AND version = ? AND key = ? "
+        "AND workspace = ?",
+        (name, version, DIGEST_TAG, DEFAULT_WORKSPACE),
+    ).fetchone()
+    digest = str(row[0]) if row is not None and row[0] else ""
     metrics: dict[str, float] = {}
     if run_id:
         if db.execute("SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)).fetchone() is None:
-            return None  # MLflow's client fails on the missing run: let it say so
+            return "the version's run is missing"  # MLflow's client fails on it: let it say so
         for key, value, is_nan in db.execute(
             "SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?", (run_id,)
         ):
             metrics[key] = math.nan if is_nan else float(value)
-    return LocalVersion(str(version), str(run_id or ""), predictor, metrics)
+    return LocalVersion(
+        str(version), str(run_id or ""), predictor, metrics, predictor_sha256=digest, legacy=legacy
+    )
 
 
 def read_version(task: str, alias: str, settings: StoreSettings) -> LocalVersion | None:
@@ -125,24 +148,37 @@ def read_version(task: str, alias: str, settings: StoreSettings) -> LocalVersion
     Returns None when this store cannot be read directly (ask MLflow's client instead); raises
     :class:`~metapredict.registry.store.ModelNotFoundError` when the registry has no such alias.
     """
-    if not settings.direct_read or _workspaces_in_use() or alias.lower() == LATEST:
-        return None
+    found = lookup(task, alias, settings)
+    return found if isinstance(found, LocalVersion) else None
+
+
+def lookup(task: str, alias: str, settings: StoreSettings) -> LocalVersion | str:
+    """:func:`read_version`, or instead of None the reason to ask MLflow's client (no local
+    paths in it: it is shown in ``/v1/models``)."""
+    if not settings.direct_read:
+        return "METAPREDICT_DIRECT_READ is off"
+    if _workspaces_in_use():
+        return "MLflow workspaces are in use"
+    if alias.lower() == LATEST:
+        return f"MLflow resolves the alias {LATEST!r} itself"
     uri = settings.resolved_tracking_uri()
     path = sqlite_path(uri)
-    if path is None or "?" in uri:  # URI options (timeouts, modes) are MLflow's to apply
-        return None
+    if path is None:
+        return "the tracking store is not a local SQLite file"
+    if "?" in uri:  # URI options (timeouts, modes) are MLflow's to apply
+        return "the SQLite URI has options for MLflow to apply"
     try:
         if not path.is_file():
-            return None
+            return "the SQLite file does not exist yet"
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
     except (sqlite3.Error, OSError) as err:
         logger.debug("cannot open %s read-only: %s", path, err)
-        return None
+        return f"the SQLite file cannot be opened read-only ({type(err).__name__})"
     try:
         return _read(db, task, alias, uri)
     except (sqlite3.Error, OSError, ValueError) as err:
         # a table or column this schema lacks, a locked or unreadable file, a malformed URI
         logger.debug("cannot read the registry in %s directly: %s", path, err)
-        return None
+        return f"the registry cannot be read directly ({type(err).__name__}: {err})"
     finally:
         db.close()

@@ -8,8 +8,10 @@ service needs about as long to import its own stack. :class:`Prefetch` then star
 process (``python -m metapredict.registry.fetch``) at once; the child asks the registry which
 version each alias names, downloads those versions' predictor artifacts into a private directory
 and reports them as one JSON line, while the server imports its stack on the other core. The
-server then only unpickles. The child uses the same calls as :func:`metapredict.registry.load`;
-if it fails as a whole, :class:`Prefetch` falls back to loading in the server's own process.
+server then only reads the JSON and model text (checked against the digest the registry
+recorded, which the child reports too). The child uses the same calls as
+:func:`metapredict.registry.load`; if it fails as a whole, :class:`Prefetch` falls back to
+loading in the server's own process.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def read_all(
         except ModelNotFoundError as err:
             results[task] = _missing(err)
             continue
-        if fetched is None:
+        if not isinstance(fetched, FetchedModel):
             return None
         results[task] = _ok(fetched)
     return results
@@ -103,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         tracking_uri=request["tracking_uri"],
         artifact_root=request["artifact_root"],
         direct_read=request["direct_read"],
+        allow_pickle=request.get("allow_pickle", False),
     )
     results = fetch_all(request["tasks"], request["alias"], settings, Path(request["dest"]))
     answer.write(json.dumps(results) + "\n")
@@ -145,6 +148,7 @@ class Prefetch:
             "tracking_uri": settings.resolved_tracking_uri(),
             "artifact_root": str(settings.resolved_artifact_root()),
             "direct_read": settings.direct_read,
+            "allow_pickle": settings.allow_pickle,
             "dest": str(self._dest),
         }
         self._proc = subprocess.Popen(
@@ -225,7 +229,7 @@ class Prefetch:
         if fetched is None:
             return load(task, alias, settings)
         try:
-            return open_fetched(fetched)
+            return open_fetched(fetched, allow_pickle=settings.allow_pickle)
         finally:
             if self._dest is not None:  # the child's download (a direct read opens in place)
                 shutil.rmtree(self._dest / task, ignore_errors=True)

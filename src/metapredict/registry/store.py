@@ -15,15 +15,31 @@ from metapredict.settings import StoreSettings, get_store_settings, sqlite_path
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-#: The native predictor inside the logged model's artifacts (``artifacts/predictor.joblib``).
+#: The native predictor inside the logged model's artifacts: the folder ``artifacts/predictor/``
+#: (``predictor.json`` + LightGBM model text, :mod:`metapredict.registry.artifact`), also the
+#: pyfunc flavour's artifact key.
 PREDICTOR_ARTIFACT = "predictor"
-PREDICTOR_FILE = "predictor.joblib"
+#: Where models registered before the JSON format kept a pickled predictor (refused unless
+#: ``METAPREDICT_ALLOW_PICKLE=1``).
+LEGACY_PREDICTOR_FILE = "predictor.joblib"
 #: Row-free summary of a training run's features (drift reference), an artifact of the run.
 REFERENCE_PROFILE_ARTIFACT = "reference/feature_profile.json"
 
 
 class ModelNotFoundError(LookupError):
     """No model version carries the requested alias."""
+
+
+class LegacyModelError(RuntimeError):
+    """A version saved as a pickle (before the JSON format), refused unless allowed."""
+
+
+def legacy_refusal(task: str, version: str) -> LegacyModelError:
+    return LegacyModelError(
+        f"{model_name(task)} version {version} was saved as a pickle (predictor.joblib), which "
+        f"can run code when loaded, and is refused. Retrain it: metapredict train {task}. To load "
+        "old pickled versions you trust, set METAPREDICT_ALLOW_PICKLE=1."
+    )
 
 
 def model_name(task: str) -> str:

@@ -20,7 +20,6 @@ from metapredict.registry.store import (
     CHALLENGER,
     CHAMPION,
     PREDICTOR_ARTIFACT,
-    PREDICTOR_FILE,
     connect,
     experiment_id,
     model_name,
@@ -31,6 +30,7 @@ from metapredict.settings import StoreSettings, project_root
 logger = logging.getLogger(__name__)
 
 #: Third-party packages the logged model needs, pinned to the versions it was trained with.
+#: Loading the model imports its code path (the metapredict package, logged with it) and these.
 _RUNTIME_PACKAGES = (
     "numpy",
     "scipy",
@@ -40,7 +40,7 @@ _RUNTIME_PACKAGES = (
     "lightgbm",
     "pandera",
     "pydantic",
-    "scikit-survival",
+    "pydantic-settings",
     "mlflow",
 )
 
@@ -161,31 +161,46 @@ class JobRun:
         ``refusal`` (the champion guard's reason) the version gets no alias unless one is
         given, and the reason as its ``not_champion`` tag.
         """
-        import joblib
         import mlflow
         from mlflow.models import infer_signature
 
-        from metapredict.registry.pyfunc import MetapredictPyfunc
+        from metapredict.registry.artifact import (
+            DIGEST_TAG,
+            FORMAT_TAG,
+            format_tag,
+            write_predictor,
+        )
+        from metapredict.registry.pyfunc import MODEL_CODE
 
         name = model_name(self.task)
         example_output = predictor.predict_batch(input_example)
         signature = infer_signature(input_example, example_output)
-        _make_optional(signature, predictor)
+        _loosen_signature(signature)
         with scratch_dir("log") as tmp:
-            path = Path(tmp) / PREDICTOR_FILE
-            joblib.dump(predictor, path)
+            folder = Path(tmp) / PREDICTOR_ARTIFACT
+            digest = write_predictor(predictor, folder)
             with _active(self.run_id):
                 info = mlflow.pyfunc.log_model(
                     name="model",
-                    python_model=MetapredictPyfunc(),
-                    artifacts={PREDICTOR_ARTIFACT: str(path)},
+                    python_model=str(MODEL_CODE),
+                    artifacts={PREDICTOR_ARTIFACT: str(folder)},
+                    model_config={DIGEST_TAG: digest},
+                    code_paths=[str(_package_copy(Path(tmp) / "code"))],
                     signature=signature,
                     input_example=input_example,
                     pip_requirements=pip_requirements(),
                     registered_model_name=name,
-                    metadata={"schema_version": predictor.schema_version, "task": self.task},
+                    metadata={
+                        "schema_version": predictor.schema_version,
+                        "task": self.task,
+                        DIGEST_TAG: digest,
+                        FORMAT_TAG: format_tag(),
+                    },
                 )
         version = str(info.registered_model_version)
+        # Before any alias can name the version: loaders refuse a version without its digest.
+        self.client.set_model_version_tag(name, version, DIGEST_TAG, digest)
+        self.client.set_model_version_tag(name, version, FORMAT_TAG, format_tag())
         client = self.client
         if refusal is not None:
             client.set_model_version_tag(name, version, "not_champion", refusal)
@@ -217,14 +232,35 @@ class JobRun:
         return RegisteredVersion(name, version, alias, self.run_id, f"models:/{name}/{version}")
 
 
-def _make_optional(signature: Any, predictor: Predictor) -> None:
-    """Optional inputs (extras, stage, age) may be absent: mark them not required."""
+def _loosen_signature(signature: Any) -> None:
+    """Optional inputs (extras, stage, age) may be absent: mark them not required. Numeric
+    inputs are declared ``Any``: MLflow refuses int64 for a ``double`` field, and a patient's age
+    or platelet count is naturally an integer (the model converts and validates them)."""
+    from mlflow.types.schema import AnyType
+
     from metapredict import schema
+    from metapredict.registry.pyfunc import numeric_features
 
     optional = {c.name for c in schema.columns(schema.Features) if c.nullable or not c.required}
+    numeric = set(numeric_features())
     for spec in signature.inputs.inputs:
         if spec.name in optional:
             spec._required = False
+        if spec.name in numeric:
+            spec._type = AnyType()  # type: ignore[no-untyped-call]
+
+
+def _package_copy(directory: Path) -> Path:
+    """A copy of the metapredict package (no caches) to log as the model's code path, so the
+    model loads wherever its requirements are installed, without metapredict itself."""
+    import shutil
+
+    import metapredict
+
+    source = Path(metapredict.__file__).parent
+    target = directory / "metapredict"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
 
 
 def _param(value: Any) -> str:
