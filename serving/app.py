@@ -88,6 +88,7 @@ def create_app(
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            telemetry.close()
 
     app = FastAPI(
         title="metapredict",
