@@ -224,7 +224,7 @@ def test_two_processes_promote_at_most_once(history: History, tmp_path: Path, lo
     with _three_versions(history.settings) as client:
         answers = _race(history.settings, ("2", "3"), "1", tmp_path, lock=lock)
         winners = [a["version"] for a in answers if a["promoted"]]
-        champion = client.get_model_version_by_alias(MODEL, "champion").version
+        champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
     if not lock:  # the window is real: without the lock both believe they promoted
         assert len(winners) == 2
         return
@@ -243,7 +243,7 @@ def test_processes_on_the_database_itself_share_an_advisory_lock(
     with _three_versions(history.settings) as client:
         answers = _race(direct, ("3", "2"), "1", tmp_path, lock=True)
         winners = [a["version"] for a in answers if a["promoted"]]
-        assert winners == [client.get_model_version_by_alias(MODEL, "champion").version]
+        assert winners == [str(client.get_model_version_by_alias(MODEL, "champion").version)]
 
 
 def test_a_lock_left_by_a_killed_job_is_named_not_broken(history: History) -> None:
