@@ -116,12 +116,13 @@ def _worker_versions(port: int) -> dict[str, set[str]]:
 
 def throughput(ports: dict[int, int], budget: Budget) -> dict[int, list[loadgen.LoadResult]]:
     """Alternating rounds against each server (by worker count)."""
-    requests = bodies("patients", 1)
+    payloads = bodies("patients", 1)
+    requests = {w: [loadgen.post_request(PATH, b, p) for b in payloads] for w, p in ports.items()}
     results: dict[int, list[loadgen.LoadResult]] = {w: [] for w in ports}
-    for port in ports.values():
+    for workers, port in ports.items():
         loadgen.run_load(
             port,
-            requests,
+            requests[workers],
             concurrency=budget.concurrency,
             max_requests=budget.max_requests,
             max_seconds=budget.warmup_seconds,
@@ -131,14 +132,14 @@ def throughput(ports: dict[int, int], budget: Budget) -> dict[int, list[loadgen.
         for workers in order if round_no % 2 == 0 else order[::-1]:
             result = loadgen.run_load(
                 ports[workers],
-                requests,
+                requests[workers],
                 concurrency=budget.concurrency,
                 max_requests=budget.max_requests,
                 max_seconds=budget.seconds,
             )
             log(
                 f"replicas: --workers {workers} round {round_no + 1}: {result.rps:,.0f} req/s, "
-                f"p99 {result.p99_ms:.2f} ms, errors {result.errors}"
+                f"p99 {result.p99_ms:.2f} ms, errors {result.errors} {result.first_error}"
             )
             results[workers].append(result)
     return results
