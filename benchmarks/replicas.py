@@ -155,9 +155,13 @@ class FlipResult:
 
 def flip(ports: dict[str, int], store: Path, budget: Budget) -> FlipResult:
     """Move the champion to a new version under light load; time each replica's switch."""
+    import mlflow
     from mlflow import MlflowClient
 
     uri = store_settings(store).tracking_uri
+    # registering a ``models:/m-<id>`` source looks the logged model up in the global store
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     current = client.get_model_version_by_alias(MODEL, "champion")
     # the champion's logged model (``models:/m-<id>``) registered again under a new number

@@ -145,6 +145,11 @@ def register_copy(client: Any, name: str, version: str) -> str:
     without training twice. The source is the logged model (``models:/m-<id>``), which the
     registry accepts only with that model's id.
     """
+    import mlflow
+
+    # the registry looks a ``models:/m-<id>`` source up in the global tracking store
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client.tracking_uri)
     source = client.get_model_version(name, version)
     model_id = source.model_id or source.source.rsplit("/", 1)[-1]
     new = client.create_model_version(name, source.source, run_id=source.run_id, model_id=model_id)

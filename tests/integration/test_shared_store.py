@@ -4,7 +4,7 @@ tracking server on PostgreSQL (``METAPREDICT_TRACKING_URI=http://...``, artifact
 Per store (the ``shared_store`` fixture, module scope) one short history through the CLI:
 ``train`` registers version 1 as champion, ``retrain`` with a stronger model promotes version 2,
 ``compare`` lists both. Then the promotion race: two *processes* (as two hosts would) try to move
-the champion at once, with the window between reading and writing the alias widened to a second;
+the champion at once, with the window between reading and writing the alias widened to 1.5 s;
 exactly one wins. A control run without the lock shows the window is real (both win).
 """
 
@@ -145,7 +145,7 @@ def test_compare_lists_both_versions(history: History) -> None:
 
 # --- promotion across processes ---------------------------------------------------------------
 
-#: A promoter process: waits for the go file, then promotes with a 1 s pause after every alias
+#: A promoter process: waits for the go file, then promotes with a 1.5 s pause after every alias
 #: read (between "is the champion still X?" and "set champion"), so unserialised promoters
 #: would both win.
 _PROMOTER = """
@@ -156,12 +156,13 @@ version, expected, ready, go = sys.argv[1:5]
 read = promotion._alias_version
 def slow_read(client, name, alias):
     found = read(client, name, alias)
-    time.sleep(1.0)
+    time.sleep(1.5)
     return found
 promotion._alias_version = slow_read
 if len(sys.argv) > 5:  # the control: no lock
     import contextlib
     promotion.registry_lock = lambda *a, **k: contextlib.nullcontext()
+promotion.champion_version("tropism")  # connected (store opened, client cached) before "go"
 Path(ready).touch()
 deadline = time.monotonic() + 120
 while not Path(go).exists():
