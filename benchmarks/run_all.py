@@ -1,7 +1,8 @@
 """Every benchmark in one go (``make bench``): results in benchmarks/results/*.md + summary.md.
 
 Order: quality (trains both tasks on seeds 7 and 11 into throwaway stores; seed 7's champions
-are the default-config models the next parts serve), serving, batch scoring, cold start,
+are the default-config models the next parts serve), serving, replicas (``--workers 2`` vs
+1 and a champion flip across two replicas), batch scoring, cold start,
 adversarial bodies (bounded work per request),
 deconvolution (``metapredict deconvolve``, needs no store), intervals (trains 500-patient
 models, reuses seed 7's 20,000-patient champions), small cohorts (150 to 2,000 patients, before
@@ -25,6 +26,7 @@ from benchmarks import (
     deconvolution,
     intervals,
     quality,
+    replicas,
     serving,
     small_cohorts,
     training_scaling,
@@ -94,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed7 = stores / "seed-7"
         store: Path | None = seed7 if (seed7 / "mlflow.db").exists() else None
         part("serving", "benchmarks.serving", lambda o: serving.run(o, store=store))
+        part("replicas", "benchmarks.replicas", lambda o: replicas.run(o, store=store))
         part(
             "batch scoring", "benchmarks.batch_scoring", lambda o: batch_scoring.run(o, store=store)
         )

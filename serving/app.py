@@ -95,6 +95,7 @@ def create_app(
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            telemetry.close()
 
     # /docs and /redoc from Swagger UI and ReDoc files shipped in the fastapi-offline package:
     # they render with no internet connection

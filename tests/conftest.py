@@ -9,7 +9,8 @@ take a ``.copy()`` first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ import pytest
 from metapredict import schema
 from metapredict.settings import StoreSettings
 from metapredict.simulator import SimulatorConfig, default_config, simulate_cohort
+from tests.postgres import (
+    PostgresCluster,
+    PostgresUnavailableError,
+    TrackingServer,
+    postgres_bin_dir,
+    postgres_cluster,
+    reset_registry,
+    tracking_server,
+)
 from tests.support import TrainedStore, store_settings, tiny_training_config
 
 # ------------------------------------------------------------------------------------------------
@@ -138,3 +148,46 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
         for task in ("tropism", "dormancy")
     }
     return TrainedStore(settings=settings, outcomes=outcomes)
+
+
+# --- PostgreSQL and an MLflow tracking server on it (tests/postgres.py) --------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the session (skipped where PostgreSQL is not
+    installed, except under CI, where it must be)."""
+    try:
+        postgres_bin_dir()
+    except PostgresUnavailableError as err:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(err))
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrackingServer]:
+    """``mlflow server`` on a database of the session's cluster, proxied artifacts, one worker.
+    Shared by the session: reset it with ``tests.postgres.reset_registry`` before use."""
+    root = tmp_path_factory.mktemp("tracking-server")
+    uri = postgres.create_database("mlflow")
+    with tracking_server(uri, root / "artifacts", log=root / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["sqlite", "server"])
+def shared_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> StoreSettings:
+    """An empty store per module, twice: the embedded SQLite default, and the tracking server
+    on PostgreSQL (``http://``, artifacts proxied), reset for the module."""
+    if request.param == "sqlite":
+        return store_settings(tmp_path_factory.mktemp("sqlite-store"))
+    server: TrackingServer = request.getfixturevalue("mlflow_server")
+    settings = server.store_settings()
+    reset_registry(settings)
+    return settings

@@ -1,17 +1,34 @@
-"""``metapredict serve``: the HTTP prediction service on one uvicorn worker."""
+"""``metapredict serve``: the HTTP prediction service on one or several uvicorn workers.
+
+One worker (the default): the champions are found while the service imports its stack
+(:class:`~metapredict.registry.fetch.Prefetch`). Several workers (``--workers N``): uvicorn
+starts N processes that share the listening socket; each loads the champions itself and polls for
+a new one on its own, and their Prometheus metrics are merged through prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary folder unless already set).
+Any number of ``serve`` processes, on other ports or hosts, can share one tracking server.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
+if TYPE_CHECKING:
+    from serving.settings import ServingSettings
+
 logger = logging.getLogger(__name__)
+
+#: The app factory the workers import (``--workers`` > 1 needs an import string).
+APP_FACTORY = "serving.app:create_app"
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -42,6 +59,9 @@ def serve(
     poll_seconds: float | None = typer.Option(
         None, "--poll-seconds", min=0, help="Look for a new champion every N s (0: never)."
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Worker processes sharing the port (about one a core)."
+    ),
 ) -> None:
     """Serve both champions over HTTP (docs at /docs)."""
     from pydantic import ValidationError
@@ -58,6 +78,9 @@ def serve(
         for line in settings_problems(e):
             typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2) from None
+    if workers > 1:
+        _serve_workers(settings, poll_seconds, workers)
+        return
     # Find the champions now: read a local SQLite registry directly, or else start a child
     # process that asks MLflow's client on the other core while this one imports the service.
     with _sigterm_exits_cleanly(), Prefetch(settings.tasks, settings.alias, settings) as prefetch:
@@ -73,6 +96,41 @@ def serve(
             host=host,
             port=port,
             workers=1,
+            access_log=False,
+            log_level="info",
+            loop="auto",
+            http=HeaderTimeoutProtocol,
+            timeout_keep_alive=settings.keep_alive_timeout,
+            timeout_graceful_shutdown=settings.shutdown_timeout,
+        )
+
+
+def _serve_workers(settings: ServingSettings, poll_seconds: float | None, workers: int) -> None:
+    """uvicorn's process manager: ``workers`` processes, each building the app from the
+    environment (the same ``METAPREDICT_*`` settings as this process)."""
+    import uvicorn
+
+    from serving.protocol import HeaderTimeoutProtocol
+    from serving.telemetry import MULTIPROC_ENV
+
+    if poll_seconds is not None:  # the workers read their settings from the environment
+        os.environ["METAPREDICT_POLL_SECONDS"] = str(poll_seconds)
+    host, port = settings.host, settings.port
+    with (
+        _sigterm_exits_cleanly(),
+        tempfile.TemporaryDirectory(prefix="metapredict-metrics-") as metrics_dir,
+    ):
+        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+        typer.echo(
+            f"metapredict serving on http://{host}:{port} with {workers} workers "
+            f"(docs: http://{host}:{port}/docs)"
+        )
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
             access_log=False,
             log_level="info",
             loop="auto",

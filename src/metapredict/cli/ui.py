@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from metapredict.registry.store import store_kind
 from metapredict.settings import StoreSettings, get_store_settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -70,7 +71,14 @@ def ui(
     port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535),
 ) -> None:
     """Open the MLflow UI on the project store (one worker, no job execution)."""
-    command = ui_command(get_store_settings(), host=host, port=port)
+    settings = get_store_settings()
+    uri = settings.resolved_tracking_uri()
+    if store_kind(uri) == "http":
+        # A tracking server serves its own UI: nothing to start, print where it is.
+        typer.echo(f"the tracking server serves the MLflow UI at {uri}", err=True)
+        typer.echo(uri)
+        return
+    command = ui_command(settings, host=host, port=port)
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
     # Replace this process (no idle Python parent holding ~200 MB; signals reach the server).
     os.execve(command.argv[0], command.argv, command.env)

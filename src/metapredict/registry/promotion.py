@@ -1,10 +1,26 @@
 """Promotion: a compare-and-set of the ``champion`` alias under an exclusive lock.
 
-Two retraining jobs may finish at the same moment. Each evaluated its challenger against the
-champion it saw at the start; at promotion time it takes an exclusive ``fcntl.flock`` on a
-lock file next to the SQLite store, re-reads the champion, and moves the alias only if the
-champion is still the version it evaluated against. Moving the alias is one registry write
-and the last step of a job: a job killed before it leaves the champion untouched.
+Two retraining jobs may finish at the same moment, on one machine or on two. Each evaluated its
+challenger against the champion it saw at the start; at promotion time it takes an exclusive
+lock that every promoter of that store shares, re-reads the champion, and moves the alias only
+if the champion is still the version it evaluated against. Moving the alias is one registry
+write and the last step of a job: a job killed before it leaves the champion untouched.
+
+The lock depends on the store (:func:`registry_lock`):
+
+- SQLite (one machine): ``fcntl.flock`` on a file next to the database.
+- PostgreSQL (``postgresql://``, jobs with database access): a session-level advisory lock
+  (``pg_try_advisory_lock``) in that database, keyed by the model name. PostgreSQL releases it
+  when the holder's connection ends, so a killed job never leaves it behind.
+- A tracking server (``http(s)://``, jobs that only reach the server): a lock object the
+  server itself arbitrates. Creating a registered model is atomic in the server's database (the
+  name is its primary key; a second create fails with ``RESOURCE_ALREADY_EXISTS``), whichever
+  server process or replica handles the request, so the lock is the registered model
+  ``<model>.promotion-lock``, created to acquire and deleted to release. It is held for well
+  under a second. A job killed inside that window leaves it behind; the next promoter then
+  waits :data:`LOCK_TIMEOUT_S` and fails with an error naming the lock and how to remove it,
+  rather than guess that its holder is dead (a lease that others may break would let two jobs
+  promote when the holder is merely slow).
 
 Also here: the retraining job's decision run (an MLflow run created with the client, so it
 can stay open while the training job runs its own fluent runs), version tags, and reading a
@@ -14,9 +30,13 @@ training run's row-free feature profile (the drift reference).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +53,7 @@ from metapredict.registry.store import (
     experiment_id,
     model_name,
     scratch_dir,
+    store_kind,
 )
 from metapredict.registry.tracking import git_commit
 from metapredict.settings import StoreSettings, get_store_settings, sqlite_path
@@ -41,6 +62,16 @@ logger = logging.getLogger(__name__)
 
 #: MLflow limits model-version tag values; longer values are cut with an ellipsis.
 _MAX_TAG = 4000
+#: How long a promoter waits for another one's lock (promotion itself takes well under 1 s).
+LOCK_TIMEOUT_S = 120.0
+#: Suffix of the registered model that is the promotion lock on a tracking server.
+SERVER_LOCK_SUFFIX = ".promotion-lock"
+#: Pause between attempts to take a busy PostgreSQL or server lock.
+_RETRY_S = 0.1
+
+
+class PromotionLockTimeoutError(TimeoutError):
+    """Another promoter held the registry lock for longer than the timeout."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +92,32 @@ def lock_path(settings: StoreSettings | None = None) -> Path:
 
 
 @contextmanager
-def registry_lock(settings: StoreSettings | None = None) -> Iterator[None]:
-    """Exclusive lock shared by every process (and thread) promoting in this store."""
-    path = lock_path(settings)
+def registry_lock(
+    settings: StoreSettings | None = None,
+    *,
+    name: str = "",
+    timeout: float = LOCK_TIMEOUT_S,
+) -> Iterator[None]:
+    """Exclusive lock shared by every process promoting ``name`` in this store, on any host
+    that reaches the store (one file lock per SQLite store; per model on PostgreSQL and on a
+    tracking server)."""
+    settings = settings or get_store_settings()
+    uri = settings.resolved_tracking_uri()
+    kind = store_kind(uri)
+    if kind == "postgresql":
+        with advisory_lock(uri, f"metapredict-promotion:{name}", timeout=timeout):
+            yield
+    elif kind == "http":
+        client, _, _ = connect(settings)
+        with server_lock(client, name, timeout=timeout):
+            yield
+    else:
+        with _file_lock(lock_path(settings)):
+            yield
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -71,6 +125,93 @@ def registry_lock(settings: StoreSettings | None = None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def advisory_key(label: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock`` from a label."""
+    return int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def advisory_lock(uri: str, label: str, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock on ``label`` in the database at ``uri``.
+
+    Held on a connection of its own for the duration of the block; PostgreSQL releases it when
+    that connection ends, also when the process dies.
+    """
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    key = advisory_key(label)
+    engine = sa.create_engine(uri, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            deadline = time.monotonic() + timeout
+            while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() > deadline:
+                    raise PromotionLockTimeoutError(
+                        f"another promotion held the PostgreSQL advisory lock {key} "
+                        f"({label}) for over {timeout:.0f} s; try again when it has finished"
+                    )
+                time.sleep(_RETRY_S)
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
+
+
+def _lock_owner(client: Any, lock_name: str) -> dict[str, str] | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client.get_registered_model(lock_name).tags)
+    except MlflowException:
+        return None
+
+
+@contextmanager
+def server_lock(client: Any, name: str, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """The registered model ``<name>.promotion-lock`` on the tracking server as a mutex."""
+    from mlflow.exceptions import MlflowException
+
+    lock_name = f"{name}{SERVER_LOCK_SUFFIX}"
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create_registered_model(
+                lock_name,
+                tags={
+                    "owner": token,
+                    "acquired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+                description=f"metapredict promotion lock for {name}: held while a job moves "
+                "the champion alias (normally under a second)",
+            )
+            break
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
+                raise
+            owner = _lock_owner(client, lock_name)
+            if owner is not None and owner.get("owner") == token:
+                break  # our own create, retried by the client after a lost answer
+        if time.monotonic() > deadline:
+            owner = _lock_owner(client, lock_name) or {}
+            raise PromotionLockTimeoutError(
+                f"the promotion lock '{lock_name}' on the tracking server has been held for "
+                f"over {timeout:.0f} s (by {owner.get('owner', '?')} since "
+                f"{owner.get('acquired_at', '?')}); if no retraining job is running, a job "
+                f"was killed while promoting: delete the registered model '{lock_name}' "
+                "(MLflow UI, or MlflowClient().delete_registered_model) and run the job again"
+            )
+        time.sleep(_RETRY_S)
+    try:
+        yield
+    finally:
+        if (_lock_owner(client, lock_name) or {}).get("owner") == token:
+            client.delete_registered_model(lock_name)
 
 
 def _alias_version(client: Any, name: str, alias: str) -> str | None:
@@ -102,7 +243,7 @@ def promote_if_unchanged(
     """
     client, _, _ = connect(settings)
     name = model_name(task)
-    with registry_lock(settings):
+    with registry_lock(settings, name=name):
         current = _alias_version(client, name, CHAMPION)
         if current != expected_champion:
             logger.warning(

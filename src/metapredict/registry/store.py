@@ -1,4 +1,13 @@
-"""Connecting to the MLflow store (SQLite + local artifacts by default)."""
+"""Connecting to the MLflow store (SQLite + local artifacts by default).
+
+Three kinds of tracking URI are supported (:func:`store_kind`):
+
+- ``sqlite:///...``: the embedded default; artifacts in a local folder (the artifact root);
+- ``postgresql://...``: the shared database itself; artifacts in the artifact root, which
+  every process using the store must see (a shared file system);
+- ``http(s)://...``: an ``mlflow server``; artifacts go through the server (proxied artifact
+  access, ``mlflow-artifacts:/``), so a client needs nothing but the URL.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +68,14 @@ _CREATED: set[str] = set()
 _CREATED_LOCK = threading.Lock()
 #: SQLAlchemy dialects: stores whose tables MLflow creates and migrates from the client side.
 _DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})
+def store_kind(uri: str) -> str:
+    """``"sqlite"``, ``"postgresql"``, ``"http"`` (also https) or ``"other"``."""
+    scheme = uri.partition(":")[0].partition("+")[0].lower()
+    if scheme in ("sqlite", "postgresql", "postgres"):
+        return "postgresql" if scheme.startswith("postgres") else "sqlite"
+    if scheme in ("http", "https"):
+        return "http"
+    return "other"
 
 
 def connect(settings: StoreSettings | None = None) -> tuple[object, str, Path]:
@@ -72,7 +89,8 @@ def connect(settings: StoreSettings | None = None) -> tuple[object, str, Path]:
     database = sqlite_path(uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
+    if store_kind(uri) != "http":  # a tracking server stores the artifacts itself
+        root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     with _created_once(uri, settings) as first:
@@ -106,13 +124,19 @@ def _created_once(uri: str, settings: StoreSettings) -> Iterator[bool]:
 
 
 def experiment_id(client: object, task: str, artifact_root: Path) -> str:
-    """The experiment named after the task, created with artifacts under ``artifact_root``."""
+    """The experiment named after the task, created with artifacts under ``artifact_root``.
+
+    On a tracking server the server chooses the location (its proxied artifact store), so
+    that a client on another machine never writes to a path of its own file system.
+    """
     from mlflow import MlflowClient
 
     assert isinstance(client, MlflowClient)
     experiment = client.get_experiment_by_name(task)
     if experiment is not None:
         return str(experiment.experiment_id)
+    if store_kind(str(client.tracking_uri)) == "http":
+        return str(client.create_experiment(task))
     location = (artifact_root / task).resolve().as_uri()
     return str(client.create_experiment(task, artifact_location=location))
 

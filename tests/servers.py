@@ -1,0 +1,156 @@
+"""Starting and stopping real server processes in tests (``metapredict serve`` replicas).
+
+Processes start in their own session (process group) and are stopped by that group's id, the PID
+of the process started here; readiness is polled with a deadline, never with a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metapredict.settings import StoreSettings, project_root
+
+#: Upper bound for a server to become ready (seconds); normally a few.
+READY_TIMEOUT = 180.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http_ok(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early when ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM the process group led by ``process`` (it was started with a new session),
+    then SIGKILL what is left after ``timeout``."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout)
+    # workers that outlived their leader
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def store_env(settings: StoreSettings) -> dict[str, str]:
+    """The ``METAPREDICT_*`` variables that point a command at ``settings``."""
+    return {
+        "METAPREDICT_TRACKING_URI": settings.resolved_tracking_uri(),
+        "METAPREDICT_ARTIFACT_ROOT": settings.artifact_root,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "COLUMNS": "200",
+    }
+
+
+def child_env(settings: StoreSettings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``os.environ`` for a child Python that imports this checkout, pointed at ``settings``."""
+    root = project_root()
+    path = os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, **store_env(settings), "PYTHONPATH": path, **(extra or {})}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+#: ``python -c`` program running the ``metapredict`` CLI of the checkout on PYTHONPATH.
+CLI = "from metapredict.cli import app; app()"
+
+
+@dataclass(frozen=True)
+class Replica:
+    url: str
+    port: int
+    pid: int
+
+
+@contextlib.contextmanager
+def serve_replica(
+    settings: StoreSettings,
+    *,
+    workers: int = 1,
+    poll_seconds: float = 1.0,
+    tasks: tuple[str, ...] = ("tropism",),
+    log: Path | None = None,
+) -> Iterator[Replica]:
+    """``metapredict serve`` on a free loopback port, ready (``/health/ready``) when yielded."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-c",
+        CLI,
+        "serve",
+        "--port",
+        str(port),
+        "--poll-seconds",
+        str(poll_seconds),
+        "--workers",
+        str(workers),
+    ]
+    tasks_json = "[" + ",".join(f'"{t}"' for t in tasks) + "]"
+    env = child_env(settings, {"METAPREDICT_TASKS": tasks_json})
+    out = log.open("ab") if log is not None else subprocess.DEVNULL
+    process = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http_ok(f"{url}/health/ready", READY_TIMEOUT, process)
+        yield Replica(url=url, port=port, pid=process.pid)
+    finally:
+        stop_process_group(process)
+        if not isinstance(out, int):
+            out.close()
+
+
+def register_copy(client: Any, name: str, version: str) -> str:
+    """Register ``version``'s logged model again as a new version of ``name``; its number.
+
+    The same files under a new version number: what a test needs to watch a champion move
+    without training twice. The source is the logged model (``models:/m-<id>``), which the
+    registry accepts only with that model's id.
+    """
+    import mlflow
+
+    # the registry looks a ``models:/m-<id>`` source up in the global tracking store
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client.tracking_uri)
+    source = client.get_model_version(name, version)
+    model_id = source.model_id or source.source.rsplit("/", 1)[-1]
+    new = client.create_model_version(name, source.source, run_id=source.run_id, model_id=model_id)
+    return str(new.version)
