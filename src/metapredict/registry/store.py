@@ -68,6 +68,8 @@ _CREATED: set[str] = set()
 _CREATED_LOCK = threading.Lock()
 #: SQLAlchemy dialects: stores whose tables MLflow creates and migrates from the client side.
 _DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})
+
+
 def store_kind(uri: str) -> str:
     """``"sqlite"``, ``"postgresql"``, ``"http"`` (also https) or ``"other"``."""
     scheme = uri.partition(":")[0].partition("+")[0].lower()
