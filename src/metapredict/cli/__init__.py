@@ -18,6 +18,7 @@ from metapredict.cli import (
     serve,
     simulate,
     train,
+    tune,
     ui,
 )
 
@@ -57,3 +58,4 @@ app.command(name="retrain")(retrain.retrain)
 app.command(name="compare")(compare.compare)
 app.command(name="ui")(ui.ui)
 app.command(name="predict")(predict.predict)
+app.command(name="tune")(tune.tune)
