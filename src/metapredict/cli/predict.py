@@ -34,6 +34,7 @@ SHOWN_PROBLEMS = 10
 
 class Engine(StrEnum):
     local = "local"
+    spark = "spark"
 
 
 def predict(
@@ -44,7 +45,7 @@ def predict(
     out: Path = typer.Option(
         ...,
         "--out",
-        help="Output file (.parquet or .csv).",
+        help="Output file (.parquet or .csv; the spark engine writes a Parquet directory).",
     ),
     version: str | None = typer.Option(
         None, "--version", help="Registered model version to use (instead of an alias)."
@@ -55,7 +56,11 @@ def predict(
     explain: bool = typer.Option(
         False, "--explain", help="Add each patient's top features (TreeSHAP; slower)."
     ),
-    engine: Engine = typer.Option(Engine.local, "--engine", help="local (one process, streaming)."),
+    engine: Engine = typer.Option(
+        Engine.local,
+        "--engine",
+        help="local (one process, streaming) or spark (a Parquet directory as output).",
+    ),
     skip_invalid: bool = typer.Option(
         False,
         "--skip-invalid",
@@ -67,6 +72,12 @@ def predict(
         help="Where to write the invalid rows (row, id, field, rule); default: "
         "<out>.invalid-rows.csv beside the output.",
         dir_okay=False,
+    ),
+    master: str | None = typer.Option(
+        None,
+        "--master",
+        help="Spark master URL for --engine spark (e.g. spark://host:7077); default: the "
+        "spark-submit setting, else local[*].",
     ),
 ) -> None:
     """Score every patient of a cohort file with the registered model; write the answers.
@@ -86,14 +97,28 @@ def predict(
         console.print("[red]error:[/red] give --version or --alias, not both")
         raise typer.Exit(UNUSABLE)
     try:
-        batch_scoring.output_kind(out)
+        if engine is Engine.local:
+            batch_scoring.output_kind(out)
         if version is not None:
             from metapredict.registry.versions import load_version
 
             predictor = load_version(task, version)
         else:
             predictor = load(task, alias or CHAMPION)
-        summary = _local(predictor, data, out, explain, skip_invalid, report, console)
+        if engine is Engine.spark:
+            from metapredict import spark_scoring
+
+            summary = spark_scoring.score_file(
+                predictor,
+                data,
+                out,
+                explain=explain,
+                skip_invalid=skip_invalid,
+                report=report,
+                master=master,
+            )
+        else:
+            summary = _local(predictor, data, out, explain, skip_invalid, report, console)
     except ModelNotFoundError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(UNUSABLE) from err
