@@ -1,7 +1,8 @@
 """Every benchmark in one go (``make bench``): results in benchmarks/results/*.md + summary.md.
 
 Order: quality (trains both tasks on seeds 7 and 11 into throwaway stores; seed 7's champions
-are the default-config models the next parts serve), serving, batch scoring, cold start,
+are the default-config models the next parts serve), serving, batch scoring, batch predict
+(``metapredict predict`` on 5,000,000 patients, and Spark), cold start,
 deconvolution (``metapredict deconvolve``, needs no store), intervals (trains 500-patient
 models, reuses seed 7's 20,000-patient champions), small cohorts (150 to 2,000 patients, before
 and after the size rule), and last training scaling, which gets what is left of the time budget
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks import (
+    batch_predict,
     batch_scoring,
     cold_start,
     deconvolution,
@@ -94,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         part("serving", "benchmarks.serving", lambda o: serving.run(o, store=store))
         part(
             "batch scoring", "benchmarks.batch_scoring", lambda o: batch_scoring.run(o, store=store)
+        )
+        part(
+            "batch predict", "benchmarks.batch_predict", lambda o: batch_predict.run(o, store=store)
         )
         part("cold start", "benchmarks.cold_start", lambda o: cold_start.run(o, store=store))
         part("deconvolution", "benchmarks.deconvolution", deconvolution.run)
