@@ -58,7 +58,7 @@ def test_spark_gives_the_local_engines_rows_and_problems(
 
     assert local.rows_scored == on_spark.rows_scored == len(cohort) - 1
     assert on_spark.problems == local.problems
-    assert [p.row for p in on_spark.problems] == [7]
+    assert {p.row for p in on_spark.problems} == {7}  # out of range, so the sum is off too
     expected = pd.read_parquet(tmp_path / "local.parquet")
     got = pd.read_parquet(tmp_path / "spark").sort_values("row").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
