@@ -2,7 +2,8 @@
 
 Order: quality (trains both tasks on seeds 7 and 11 into throwaway stores; seed 7's champions
 are the default-config models the next parts serve), serving, replicas (``--workers 2`` vs
-1 and a champion flip across two replicas), batch scoring, cold start,
+1 and a champion flip across two replicas), batch scoring, batch predict
+(``metapredict predict`` on 5,000,000 patients, and Spark), cold start,
 adversarial bodies (bounded work per request),
 deconvolution (``metapredict deconvolve``, needs no store), intervals (trains 500-patient
 models, reuses seed 7's 20,000-patient champions), small cohorts (150 to 2,000 patients, before
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import (
     adversarial,
+    batch_predict,
     batch_scoring,
     cold_start,
     deconvolution,
@@ -99,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         part("replicas", "benchmarks.replicas", lambda o: replicas.run(o, store=store))
         part(
             "batch scoring", "benchmarks.batch_scoring", lambda o: batch_scoring.run(o, store=store)
+        )
+        part(
+            "batch predict", "benchmarks.batch_predict", lambda o: batch_predict.run(o, store=store)
         )
         part("cold start", "benchmarks.cold_start", lambda o: cold_start.run(o, store=store))
         part("adversarial", "benchmarks.adversarial", lambda o: adversarial.run(o, store=store))

@@ -9,7 +9,18 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from metapredict.cli import cohort, compare, deconvolve, retrain, serve, simulate, train, ui
+from metapredict.cli import (
+    cohort,
+    compare,
+    deconvolve,
+    predict,
+    retrain,
+    serve,
+    simulate,
+    train,
+    tune,
+    ui,
+)
 
 app = typer.Typer(
     name="metapredict",
@@ -46,3 +57,5 @@ app.command(name="deconvolve")(deconvolve.deconvolve)
 app.command(name="retrain")(retrain.retrain)
 app.command(name="compare")(compare.compare)
 app.command(name="ui")(ui.ui)
+app.command(name="predict")(predict.predict)
+app.command(name="tune")(tune.tune)

@@ -29,6 +29,7 @@ from metapredict.registry.store import (
     CHAMPION,
     LEGACY_PREDICTOR_FILE,
     PREDICTOR_ARTIFACT,
+    ModelNotFoundError,
     connect,
     legacy_refusal,
     model_name,
@@ -138,11 +139,47 @@ def fetch(task: str, alias: str, settings: StoreSettings | None, dest: Path) -> 
     if isinstance(found, FetchedModel):
         return found
     read_via = _via_client(task, found)
+    client, uri, _ = connect(settings)
+    version = _version_by_alias(client, task, alias, uri)
+    return _download(client, task, version, alias, settings, dest, read_via)
+
+
+def fetch_version(
+    task: str, version: str, settings: StoreSettings | None, dest: Path
+) -> FetchedModel:
+    """Find version ``version`` of ``metapredict-<task>`` through MLflow's client and download
+    its predictor into ``dest`` (a pinned version, e.g. to re-score a cohort with the model a
+    report used; aliases are the normal way in)."""
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_store_settings()
+    name = model_name(task)
+    client: Any
+    client, uri, _ = connect(settings)
+    try:
+        found = client.get_model_version(name, str(version))
+    except MlflowException:
+        raise ModelNotFoundError(
+            f"no version {version} of model '{name}' in {uri}; list the versions with "
+            "`metapredict ui` or use --alias champion"
+        ) from None
+    return _download(client, task, found, "", settings, dest, "mlflow client: a pinned version")
+
+
+def _download(
+    client: Any,
+    task: str,
+    version: Any,
+    alias: str,
+    settings: StoreSettings,
+    dest: Path,
+    read_via: str,
+) -> FetchedModel:
+    """Download a registered version's predictor (the JSON format, or an old pickle when the
+    settings allow pickles: refused otherwise, without reading it)."""
     import mlflow
 
     name = model_name(task)
-    client, uri, _ = connect(settings)
-    version = _version_by_alias(client, task, alias, uri)
     digest = str((version.tags or {}).get(DIGEST_TAG, ""))
     legacy = not digest and not _has_predictor_folder(client, name, str(version.version))
     if legacy and not settings.allow_pickle:
@@ -157,7 +194,7 @@ def fetch(task: str, alias: str, settings: StoreSettings | None, dest: Path) -> 
     )
     run_metrics: dict[str, float] = {}
     if version.run_id:
-        run_metrics = dict(client.get_run(version.run_id).data.metrics)  # type: ignore[attr-defined]
+        run_metrics = dict(client.get_run(version.run_id).data.metrics)
     return FetchedModel(
         task=task,
         name=name,
@@ -255,4 +292,13 @@ def load(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None
     with scratch_dir("model") as tmp:
         return open_fetched(
             fetch(task, alias, settings, Path(tmp)), allow_pickle=settings.allow_pickle
+        )
+
+
+def load_version(task: str, version: str, settings: StoreSettings | None = None) -> Predictor:
+    """The native predictor of ``models:/metapredict-<task>/<version>``, with its metadata."""
+    settings = settings or get_store_settings()
+    with scratch_dir("model") as tmp:
+        return open_fetched(
+            fetch_version(task, version, settings, Path(tmp)), allow_pickle=settings.allow_pickle
         )
