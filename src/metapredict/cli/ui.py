@@ -70,7 +70,14 @@ def ui(
     port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535),
 ) -> None:
     """Open the MLflow UI on the project store (one worker, no job execution)."""
-    command = ui_command(get_store_settings(), host=host, port=port)
+    from metapredict.cli.preflight import missing_store, port_problem
+
+    settings = get_store_settings()
+    problem = missing_store(settings) or port_problem(host, port)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    command = ui_command(settings, host=host, port=port)
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
     # Replace this process (no idle Python parent holding ~200 MB; signals reach the server).
     os.execve(command.argv[0], command.argv, command.env)
