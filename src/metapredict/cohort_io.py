@@ -17,12 +17,28 @@ def read_table(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"no such file: {path}")
     suffix = path.suffix.lower()
     if suffix in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    if suffix in _TEXT_SEPARATORS:
-        return pd.read_csv(path, sep=_TEXT_SEPARATORS[suffix])
-    raise ValueError(
-        f"cannot read {path.name}: expected a .parquet, .csv or .tsv file, got '{suffix}'"
-    )
+        try:
+            frame = pd.read_parquet(path)
+        except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(
+                f"{path} is not a readable Parquet file ({err}); write cohorts with "
+                "`metapredict cohort build` or `metapredict simulate`, or pass a .csv/.tsv"
+            ) from err
+    elif suffix in _TEXT_SEPARATORS:
+        try:
+            frame = pd.read_csv(path, sep=_TEXT_SEPARATORS[suffix])
+        except pd.errors.EmptyDataError as err:
+            raise ValueError(
+                f"{path} is empty: a cohort table needs a header row of column names and "
+                "one row per patient"
+            ) from err
+    else:
+        raise ValueError(
+            f"cannot read {path.name}: expected a .parquet, .csv or .tsv file, got '{suffix}'"
+        )
+    if frame.empty:
+        raise ValueError(f"{path} has no patients: add one row per patient below the header")
+    return frame
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:

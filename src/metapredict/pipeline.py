@@ -260,6 +260,50 @@ def build_predictor(
     return predictor
 
 
+def family_params(
+    config: TrainingConfig, family: str, model_args: dict[str, Any]
+) -> dict[str, Any]:
+    """A family run's params under the parent's names: ``model.*`` (LightGBM, sizes resolved)
+    or ``baseline.*``, and ``family``. Sorted, the params that differ between two families
+    interleave (``baseline.*``, ``family``, ``model.*``), so the compare view's default
+    parallel-coordinates axes show both families, not three of one family's settings."""
+    if family == LIGHTGBM:
+        own = {f"model.{k}": v for k, v in model_args.items()}
+    else:
+        own = {f"baseline.{k}": v for k, v in config.baseline.model_dump().items()}
+    return {"family": family, **own}
+
+
+def _param(value: Any) -> Any:
+    return value if isinstance(value, bool | int | float | str) or value is None else str(value)
+
+
+def _log_family_plots(child: JobRun, data: TaskData, result: FamilyResult) -> None:
+    """The family's own test-split plots, on its run (the compare view shows them side by
+    side): ROC and calibration per site, or Kaplan-Meier curves by tertile of its risk."""
+    prediction = result.test_prediction
+    if prediction is None:
+        return
+    if data.task == "tropism":
+        y = data.y[data.test]
+        figs = {
+            "plots/roc_per_site.png": plots.roc_curves(y, prediction, data.sites),
+            "plots/calibration_per_site.png": plots.calibration_curves(y, prediction, data.sites),
+        }
+    else:
+        time_, event = survival_arrays(data.y[data.test])
+        risk = prediction[:, 2]
+        cuts = np.quantile(risk, [1 / 3, 2 / 3])
+        groups = [RISK_GROUPS[i] for i in np.searchsorted(cuts, risk, side="right")]
+        figs = {
+            "plots/kaplan_meier_by_risk_group.png": plots.kaplan_meier_by_group(
+                time_, event, groups, RISK_GROUPS, cutoffs="test-split tertiles of its risk"
+            )
+        }
+    for path, fig in figs.items():
+        child.log_figure(fig, path)
+
+
 def _log_plots(job: JobRun, data: TaskData, predictor: Predictor, result: FamilyResult) -> None:
     assert result.test_prediction is not None
     X_test = data.X[data.test]
@@ -388,8 +432,14 @@ def _run_training(
                 child.set_tags({**tags, "model_family": family})
                 result = evaluate_family(config, task_data, family, make, repeats, step)
                 add_oracle_ratios(result, oracle, config.task, task_data.sites)
-                child.log_params(make().get_params())
+                child.log_params(family_params(config, family, model_args))
+                child.log_dict(
+                    {k: _param(v) for k, v in make().get_params().items()},
+                    "estimator_params.json",
+                )
+                # the parent's names: the runs table and compare view line the families up
                 child.log_metrics(result.all_metrics())
+                _log_family_plots(child, task_data, result)
                 results[family] = result
         if oracle is not None:
             with job.child("oracle") as child:

@@ -153,7 +153,7 @@ def test_a_cbioportal_study_with_only_dfs_trains_dormancy_and_refuses_tropism(
     assert refused.exit_code == 1
     lines = [line for line in refused.output.splitlines() if line.strip()]
     assert lines == [
-        "refused: this cohort cannot train tropism: no site column (site_<organ>, e.g. "
+        f"refused: {out}: this cohort cannot train tropism: no site column (site_<organ>, e.g. "
         "site_bone); nothing was trained or registered"
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -134,9 +135,12 @@ def test_serve_command_starts_with_both_champions(
             seen["models"] = client.get("/v1/models").json()
 
     monkeypatch.setattr(uvicorn, "run", run)
-    result = CliRunner().invoke(cli_app, ["serve", "--port", "8765", "--poll-seconds", "0"])
+    with socket.socket() as sock:  # a free port: serve checks it can listen there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = CliRunner().invoke(cli_app, ["serve", "--port", str(port), "--poll-seconds", "0"])
     assert result.exit_code == 0, result.output
-    assert seen["kwargs"]["host"] == "127.0.0.1" and seen["kwargs"]["port"] == 8765
+    assert seen["kwargs"]["host"] == "127.0.0.1" and seen["kwargs"]["port"] == port
     assert seen["ready"] == 200
     versions = {task: model["version"] for task, model in seen["models"]["models"].items()}
     assert versions == {t: registry.current_version(t, "champion", settings) for t in TASKS}

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 
 from metapredict.cli import (
     cohort,
@@ -21,6 +18,7 @@ from metapredict.cli import (
     tune,
     ui,
 )
+from metapredict.cli.streams import setup as setup_streams
 
 app = typer.Typer(
     name="metapredict",
@@ -28,25 +26,22 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Typer's rich help shows `<bool>` after every flag, as if it took a value; click's plain
+    # help lists flags as flags.
+    rich_markup_mode=None,
 )
 
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logging."),
 ) -> None:
     # MLflow's usage telemetry would send reports over the network; off unless the user asks
     # (MLFLOW_DISABLE_TELEMETRY=false). Child processes (the UI, `mlflow run`) inherit it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        # logs go to stderr: stdout carries only a command's result
-        handlers=[
-            RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
-        ],
-        force=True,
-    )
+    # logs and progress on stderr; stdout carries only a command's result (cli/streams.py)
+    setup_streams(ctx, verbose=verbose)
 
 
 app.command(name="simulate")(simulate.simulate)

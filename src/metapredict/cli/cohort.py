@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Build cohorts from real data (CIBERSORT tables + cBioPortal or mapped clinical files).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 #: How many ids each list in the printed report shows (the JSON report has them all).

@@ -7,9 +7,9 @@ from enum import StrEnum
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from metapredict.cli.streams import echo_result, result_console
 from metapredict.tasks import Task
 
 #: Columns per task: (header, metric logged by the training run).
@@ -46,19 +46,27 @@ class OutputFormat(StrEnum):
 
 
 def compare(
+    ctx: typer.Context,
     task: Task = typer.Argument(..., help="tropism or dormancy"),
     output: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="table (rich) or json (stdout)."
     ),
 ) -> None:
     """List the registered versions of a task's model with their key metrics and aliases."""
+    from metapredict.cli.preflight import missing_store
     from metapredict.registry.comparison import model_versions
+    from metapredict.settings import get_store_settings
 
-    versions = model_versions(task)
+    settings = get_store_settings()
+    problem = missing_store(settings)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    versions = model_versions(task, settings)
     if output is OutputFormat.json:
-        typer.echo(json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
+        echo_result(ctx, json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
         return
-    console = Console(soft_wrap=True)
+    console = result_console(ctx)
     if not versions:
         console.print(f"no registered versions of metapredict-{task}; train one first")
         return

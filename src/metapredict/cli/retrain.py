@@ -8,13 +8,19 @@ better by the margin, or is worse calibrated), 4 refused (the cohort fails valid
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metapredict.cli.messages import describe
 from metapredict.tasks import Task
+
+if TYPE_CHECKING:
+    from metapredict.retraining.job import RetrainResult
 
 EXIT_ERROR = 1
 EXIT_BAD_CONFIG = 2
@@ -45,18 +51,18 @@ def retrain(
 
     Exit code: 0 promoted, 3 kept, 4 refused, 5 champion changed during the job, 1 error.
     """
-    from pydantic import ValidationError
-
-    from metapredict.retraining.config import load_retrain_config
+    from metapredict.retraining.config import default_retrain_config_path, load_retrain_config
     from metapredict.retraining.job import run_retrain
-    from metapredict.training_config import load_training_config
+    from metapredict.training_config import default_config_path, load_training_config
 
     console = Console(stderr=True, soft_wrap=True)
+    source = config or default_retrain_config_path()
     try:
         retrain_cfg = load_retrain_config(config)
+        source = training_config or default_config_path(task)
         task_cfg = load_training_config(task, training_config)
-    except (ValueError, ValidationError, OSError) as err:
-        console.print(f"[red]invalid config:[/red] {err}")
+    except (ValueError, OSError) as err:
+        console.print(f"[red]invalid config:[/red] {escape(describe(err, source))}")
         raise typer.Exit(EXIT_BAD_CONFIG) from err
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     try:
@@ -69,7 +75,9 @@ def retrain(
                 progress=lambda msg: progress.update(bar, description=msg),
             )
     except Exception as err:
-        console.print(f"[red]error: the job failed; the champion is unchanged.[/red] {err}")
+        console.print(
+            f"[red]error: the job failed; the champion is unchanged.[/red] {escape(describe(err))}"
+        )
         raise typer.Exit(EXIT_ERROR) from err
 
     rej = result.rejection
@@ -85,23 +93,7 @@ def retrain(
             + (f": {', '.join(flagged)}" if flagged else "")
         )
     if result.comparison is not None:
-        comp = result.comparison
-        table = Table(
-            title=f"{task}: champion v{result.champion_before} vs challenger "
-            f"v{result.challenger_version} on {comp.n:,} held-out patients "
-            f"({comp.resamples} paired bootstrap resamples, {comp.confidence:.0%} CI)"
-        )
-        for name in ("metric", "champion", "challenger", "difference"):
-            table.add_column(name, justify="left" if name == "metric" else "right")
-        for name in comp.champion:
-            table.add_row(
-                name,
-                *(
-                    f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]"
-                    for e in (comp.champion[name], comp.challenger[name], comp.difference[name])
-                ),
-            )
-        console.print(table)
+        console.print(comparison_table(result, task))
     colour = {"promoted": "green", "kept": "yellow"}.get(result.outcome.decision, "red")
     console.print(f"[bold {colour}]{result.reason}[/bold {colour}]")
     console.print(
@@ -109,3 +101,26 @@ def retrain(
         f"run {result.run_id}; exit code {result.exit_code}"
     )
     raise typer.Exit(result.exit_code)
+
+
+def comparison_table(result: RetrainResult, task: str) -> Table:
+    """Champion vs challenger on the held-out patients; metric names are never cut."""
+    assert result.comparison is not None
+    comp = result.comparison
+    table = Table(
+        title=f"{task}: champion v{result.champion_before} vs challenger "
+        f"v{result.challenger_version} on {comp.n:,} held-out patients "
+        f"({comp.resamples} paired bootstrap resamples, {comp.confidence:.0%} CI)"
+    )
+    table.add_column("metric", no_wrap=True, min_width=max(map(len, comp.champion), default=6))
+    for name in ("champion", "challenger", "difference"):
+        table.add_column(name, justify="right", min_width=len(name))
+    for name in comp.champion:
+        table.add_row(
+            name,
+            *(
+                f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]"
+                for e in (comp.champion[name], comp.challenger[name], comp.difference[name])
+            ),
+        )
+    return table

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -63,9 +63,14 @@ def serve(
         1, "--workers", min=1, max=64, help="Worker processes sharing the port (about one a core)."
     ),
 ) -> None:
-    """Serve both champions over HTTP (docs at /docs)."""
+    """Serve both champions over HTTP (docs at /docs).
+
+    Refuses to start (exit 2) on invalid METAPREDICT_* settings or a store path that does not
+    exist, and (exit 1) when the port is taken.
+    """
     from pydantic import ValidationError
 
+    from metapredict.cli.preflight import missing_store, port_problem
     from metapredict.registry.fetch import Prefetch
     from serving.settings import ServingSettings, settings_problems
 
@@ -74,10 +79,16 @@ def serve(
         overrides["poll_seconds"] = poll_seconds
     try:
         settings = ServingSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as e:
-        for line in settings_problems(e):
-            typer.echo(f"error: {line}", err=True)
-        raise typer.Exit(2) from None
+    except ValidationError as err:
+        problems = settings_problems(err)
+        plural = "s" if len(problems) > 1 else ""
+        _refuse(f"invalid environment variable{plural}: {'; '.join(problems)} (fix or unset it)", 2)
+    problem = missing_store(settings)
+    if problem is not None:
+        _refuse(problem, 2)
+    problem = port_problem(host, port)
+    if problem is not None:
+        _refuse(problem, 1)
     if workers > 1:
         _serve_workers(settings, poll_seconds, workers)
         return
@@ -90,7 +101,10 @@ def serve(
         from serving.protocol import HeaderTimeoutProtocol
 
         app = create_app(settings, startup_loader=prefetch.load, startup_probe=prefetch.version)
-        typer.echo(f"metapredict serving on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+        typer.echo(
+            f"metapredict serving on http://{host}:{port} (docs: http://{host}:{port}/docs)",
+            err=True,
+        )
         uvicorn.run(
             app,
             host=host,
@@ -123,7 +137,8 @@ def _serve_workers(settings: ServingSettings, poll_seconds: float | None, worker
         os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
         typer.echo(
             f"metapredict serving on http://{host}:{port} with {workers} workers "
-            f"(docs: http://{host}:{port}/docs)"
+            f"(docs: http://{host}:{port}/docs)",
+            err=True,
         )
         uvicorn.run(
             APP_FACTORY,
@@ -138,3 +153,8 @@ def _serve_workers(settings: ServingSettings, poll_seconds: float | None, worker
             timeout_keep_alive=settings.keep_alive_timeout,
             timeout_graceful_shutdown=settings.shutdown_timeout,
         )
+
+
+def _refuse(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {message}; not serving", err=True)
+    raise typer.Exit(code)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from metapredict.cli.messages import describe
 
 
 def simulate(
@@ -31,7 +34,7 @@ def simulate(
     try:
         sim_config = load_config(config)
     except ValueError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]invalid simulator config:[/red] {escape(describe(err, config))}")
         raise typer.Exit(2) from err
     started = time.perf_counter()
     with console.status(f"simulating {patients:,} patients (seed {seed})"):

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metapredict.cli.messages import describe
 from metapredict.tasks import Task
+
+if TYPE_CHECKING:
+    from metapredict.pipeline import TrainingOutcome
 
 #: Exit code of a training whose model the champion guard refused (metapredict.assessment).
 NOT_CHAMPION = 3
@@ -37,7 +44,9 @@ def train(
         dir_okay=False,
     ),
     if_missing: bool = typer.Option(
-        False, "--if-missing", help="Do nothing when the task already has a champion."
+        False,
+        "--if-missing",
+        help="Do nothing when the task already has a champion.",
     ),
 ) -> None:
     """Train the LightGBM model and its baseline with K-fold CV, log them to MLflow, register.
@@ -51,7 +60,7 @@ def train(
     from metapredict.evaluation import MissingLabels
     from metapredict.pipeline import run_training
     from metapredict.schema import CohortValidationError
-    from metapredict.training_config import load_training_config
+    from metapredict.training_config import default_config_path, load_training_config
 
     console = Console(stderr=True, soft_wrap=True)
     if if_missing:
@@ -68,7 +77,8 @@ def train(
     try:
         cfg = load_training_config(task, config)
     except ValueError as err:
-        console.print(f"[red]invalid training config:[/red] {err}")
+        source = config or default_config_path(task)
+        console.print(f"[red]invalid training config:[/red] {escape(describe(err, source))}")
         raise typer.Exit(2) from err
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     try:
@@ -78,39 +88,23 @@ def train(
                 cfg, data=data, progress=lambda msg: progress.update(bar, description=msg)
             )
     except MissingLabels as err:
-        console.print(f"[red]refused:[/red] {err}; nothing was trained or registered")
-        raise typer.Exit(1) from err
-    except CohortValidationError as err:
+        where = f"{data}: " if data is not None else ""
         console.print(
-            f"[red]the cohort breaks the schema; nothing was trained or registered.[/red]\n{err}"
+            f"[red]refused:[/red] {escape(where + str(err))}; nothing was trained or registered"
         )
         raise typer.Exit(1) from err
+    except CohortValidationError as err:
+        cohort = str(data) if data is not None else "the simulated cohort"
+        console.print(
+            f"[red]{escape(cohort)} breaks the schema; nothing was trained or registered.[/red]"
+        )
+        console.print(str(err), markup=False, highlight=False)
+        raise typer.Exit(1) from err
     except ValueError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(describe(err))}")
         raise typer.Exit(1) from err
 
-    repeats = f"{outcome.repeats} x " if outcome.repeats > 1 else ""
-    table = Table(
-        title=f"{task}: {repeats}{cfg.cv.folds}-fold CV on {outcome.n_train:,} patients, "
-        f"test on {outcome.n_test:,} (CV: mean ± SD over folds; test: value [95 % bootstrap "
-        "interval])"
-    )
-    table.add_column("metric")
-    families = list(outcome.results)
-    for family in families:
-        table.add_column(f"{family}\nCV", justify="right")
-        table.add_column(f"{family}\ntest", justify="right")
-    if outcome.oracle is not None:
-        table.add_column("oracle\ntest", justify="right")
-    for name in KEY_METRICS[task]:
-        row = [name]
-        for family in families:
-            r = outcome.results[family]
-            row += [_cv(r.cv, name), _test(r.test, r.test_ci, name)]
-        if outcome.oracle is not None:
-            row.append(_fmt(outcome.oracle.test.get(name)))
-        table.add_row(*row)
-    console.print(table)
+    console.print(results_table(outcome, task, cfg.cv.folds))
     best = outcome.results["lightgbm"]
     main = "macro_auroc" if task == "tropism" else "harrell_c"
     mean, low, high = best.cv_interval(main)
@@ -147,6 +141,38 @@ def train(
         f"registered [bold]{reg.name}[/bold] version {reg.version} as @{reg.alias} "
         f"(run {reg.run_id}) in {outcome.seconds:.0f} s"
     )
+
+
+def results_table(outcome: TrainingOutcome, task: str, folds: int) -> Table:
+    """CV and test metrics per family; headers stay whole on an 80-column terminal (values
+    wrap instead), so no metric or family name is ever cut."""
+    repeats = f"{outcome.repeats} x " if outcome.repeats > 1 else ""
+    table = Table(
+        title=f"{task}: {repeats}{folds}-fold CV on {outcome.n_train:,} patients, "
+        f"test on {outcome.n_test:,} (CV: mean ± SD over folds; test: value [95 % bootstrap "
+        "interval])",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("metric", no_wrap=True, min_width=max(map(len, KEY_METRICS[task])))
+    families = list(outcome.results)
+    for family in families:
+        label = family.replace("_", " ")  # wraps between words, never inside a name
+        widest = max(len(word) for word in label.split())
+        table.add_column(f"{label}\nCV", justify="right", min_width=widest)
+        table.add_column(f"{label}\ntest", justify="right", min_width=widest)
+    if outcome.oracle is not None:
+        table.add_column("oracle\ntest", justify="right", min_width=len("oracle"))
+    for name in KEY_METRICS[task]:
+        row = [name]
+        for family in families:
+            r = outcome.results[family]
+            row += [_cv(r.cv, name), _test(r.test, r.test_ci, name)]
+        if outcome.oracle is not None:
+            row.append(_fmt(outcome.oracle.test.get(name)))
+        table.add_row(*row)
+    return table
 
 
 def _cv(values: dict[str, float], name: str) -> str:

@@ -78,7 +78,19 @@ def ui(
         typer.echo(f"the tracking server serves the MLflow UI at {uri}", err=True)
         typer.echo(uri)
         return
+    from metapredict.cli.preflight import missing_store, port_problem
+
+    problem = missing_store(settings) or port_problem(host, port)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     command = ui_command(settings, host=host, port=port)
-    typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    # MLflow 3's UI opens in its GenAI mode unless told otherwise; this link opens it in the
+    # model-training mode (runs, metrics, models). docs/mlflow-ui.md shows where to click.
+    typer.echo(
+        f"MLflow UI on http://{host}:{port}/#/experiments?workflowType=machine_learning "
+        "(Ctrl-C to stop; docs/mlflow-ui.md shows where to click)",
+        err=True,
+    )
     # Replace this process (no idle Python parent holding ~200 MB; signals reach the server).
     os.execve(command.argv[0], command.argv, command.env)

@@ -45,6 +45,12 @@ _RUNTIME_PACKAGES = (
 )
 
 
+#: MLflow 3's experiment type: the UI lists the experiment with model-training experiments (runs,
+#: metrics, models), not GenAI ones (traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
     name: str
@@ -295,7 +301,15 @@ def start_job_run(
 
     client, _, root = connect(settings)
     exp = experiment_id(client, task, root)
+    mark_training_experiment(client, exp)
     with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
         job = JobRun(run.info.run_id, task, client, exp, settings)
         job.set_tags({**tags, "git_commit": git_commit()})
         yield job
+
+
+def mark_training_experiment(client: Any, experiment: str) -> None:
+    """Tag the experiment as model training (MLflow 3), unless it already says so."""
+    tags = client.get_experiment(experiment).tags
+    if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+        client.set_experiment_tag(experiment, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)

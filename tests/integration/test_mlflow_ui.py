@@ -1,0 +1,222 @@
+"""The MLflow UI of a trained store, in headless Chromium: built for comparing models.
+
+`metapredict ui` serves the session's trained store; the browser opens the experiment's runs,
+the run-comparison page of the model families and the experiment's Models tab, and checks
+that the headline metrics are on screen. Screenshots are test artifacts: they go to
+``$METAPREDICT_SCREENSHOTS`` when set (docs/img uses them), else to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metapredict.registry.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+from tests.integration.cli_process import ROOT, cli_env, metapredict_argv
+from tests.support import TrainedStore
+
+pytestmark = pytest.mark.slow
+
+#: The metrics a reader compares first.
+HEADLINE = {
+    "tropism": ("macro_auroc", "macro_auprc", "macro_brier", "macro_calibration_error"),
+    "dormancy": ("harrell_c", "uno_c", "td_auc_60", "td_auc_120", "integrated_brier"),
+}
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Bound on waiting for the server and for each page (a loaded 2-core machine is slow).
+SERVER_START_S = 180.0
+PAGE_TIMEOUT_MS = 90_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ui_url(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`metapredict ui` on the trained store; stopped (its whole process group) afterwards."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            metapredict_argv("ui", "--port", str(port)),
+            env=cli_env(trained_store.settings),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the server's workers stop with it
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert time.monotonic() < deadline, f"the UI did not start:\n{log.read_text()}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("METAPREDICT_SCREENSHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def page(ui_url: str) -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            context.set_default_timeout(PAGE_TIMEOUT_MS)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def _runs(trained_store: TrainedStore, task: str) -> tuple[str, dict[str, Any]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=trained_store.settings.tracking_uri)
+    experiment = client.get_experiment_by_name(task)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    return experiment.experiment_id, {r.info.run_name: r for r in runs}
+
+
+def test_experiments_are_model_training_experiments(trained_store: TrainedStore) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=trained_store.settings.tracking_uri)
+    for task in ("tropism", "dormancy"):
+        experiment = client.get_experiment_by_name(task)
+        assert experiment is not None
+        assert experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+
+
+def test_family_runs_carry_the_headline_metrics_plots_and_comparable_params(
+    trained_store: TrainedStore,
+) -> None:
+    _, runs = _runs(trained_store, "dormancy")
+    parent = runs["dormancy-train"]
+    families = [runs["lightgbm"], runs["cox_ph"]]
+    for name in HEADLINE["dormancy"]:
+        key = f"test_{name}"
+        assert key in parent.data.metrics
+        assert all(key in run.data.metrics for run in families)
+    # the LightGBM child logs the parent's values under the parent's names
+    assert runs["lightgbm"].data.metrics["test_harrell_c"] == parent.data.metrics["test_harrell_c"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=trained_store.settings.tracking_uri)
+    for run in families:
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert artifacts == {"plots/kaplan_meier_by_risk_group.png"}
+    # differing params, sorted as the compare view's parallel coordinates picks its default
+    # axes (the first three): both families are among them
+    lgbm, cox = runs["lightgbm"].data.params, runs["cox_ph"].data.params
+    differing = sorted(k for k in set(lgbm) | set(cox) if lgbm.get(k) != cox.get(k))[:3]
+    assert "family" in differing
+    assert any(k.startswith("baseline.") for k in differing)
+    assert any(k.startswith("model.") for k in differing)
+
+
+def _logged_model(trained_store: TrainedStore, task: str) -> Any:
+    """The MLflow 3 logged model behind version 1 of the task's registered model."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=trained_store.settings.tracking_uri)
+    version = client.get_model_version(f"metapredict-{task}", "1")
+    experiment_id, _ = _runs(trained_store, task)
+    (model,) = client.search_logged_models(
+        experiment_ids=[experiment_id], filter_string=f"source_run_id = '{version.run_id}'"
+    )
+    return model
+
+
+def test_the_registered_model_carries_the_headline_metrics(trained_store: TrainedStore) -> None:
+    for task in ("tropism", "dormancy"):
+        metrics = {m.key for m in _logged_model(trained_store, task).metrics or []}
+        assert {f"{split}_{m}" for m in HEADLINE[task] for split in ("test", "cv")} <= metrics
+
+
+def test_compare_view_lines_up_the_families(
+    trained_store: TrainedStore, ui_url: str, page: Any, screenshots: Path
+) -> None:
+    """The run-comparison page of the two families: both runs, and a parallel-coordinates plot
+    whose default axes are params of both families plus a metric both runs have.
+
+    (MLflow 3.17 renders only the first rows of the compare page's metric table, alphabetical
+    ``cv_auprc_*``; the headline metrics are checked on the logged model's page below.)
+    """
+    from playwright.sync_api import expect
+
+    experiment_id, runs = _runs(trained_store, "tropism")
+    chosen = [runs["lightgbm"], runs["logistic_regression"]]
+    ids = json.dumps([r.info.run_id for r in chosen])
+    page.goto(f"{ui_url}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment_id])}")
+    body = page.locator("body")
+    expect(body).to_contain_text("Run details", timeout=PAGE_TIMEOUT_MS)
+    text = page.inner_text("body")
+    for run in chosen:
+        assert run.info.run_name in text
+    axes = text.split("Parameters:", 1)[1].split("Clear All", 1)[0].split()
+    assert "family" in axes
+    assert any(a.startswith("baseline.") for a in axes)
+    assert any(a.startswith("model.") for a in axes)
+    assert any(a.startswith("cv_") for a in axes)  # a metric axis shared by both families
+    page.screenshot(path=str(screenshots / "compare-runs.png"), full_page=False)
+
+
+def test_runs_table_models_tab_and_logged_model_page(
+    trained_store: TrainedStore, ui_url: str, page: Any, screenshots: Path
+) -> None:
+    experiment_id, _ = _runs(trained_store, "tropism")
+    ml = "workflowType=machine_learning"
+    page.goto(f"{ui_url}/#/experiments/{experiment_id}/runs?{ml}")
+    page.get_by_text("tropism-train").first.wait_for()
+    assert "Model training" in page.inner_text("body")  # not the GenAI overview
+    page.screenshot(path=str(screenshots / "runs-table.png"))
+    page.goto(f"{ui_url}/#/experiments/{experiment_id}/models?{ml}")
+    page.get_by_text("metapredict-tropism").first.wait_for()
+    page.screenshot(path=str(screenshots / "models-tab.png"))
+    model = _logged_model(trained_store, "tropism")
+    page.goto(f"{ui_url}/#/experiments/{experiment_id}/models/{model.model_id}?{ml}")
+    from playwright.sync_api import expect
+
+    for name in HEADLINE["tropism"]:
+        expect(page.locator("body")).to_contain_text(f"test_{name}", timeout=PAGE_TIMEOUT_MS)
+    page.screenshot(path=str(screenshots / "logged-model.png"))
