@@ -132,15 +132,23 @@ def experiment_id(client: object, task: str, artifact_root: Path) -> str:
     that a client on another machine never writes to a path of its own file system.
     """
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     assert isinstance(client, MlflowClient)
     experiment = client.get_experiment_by_name(task)
     if experiment is not None:
         return str(experiment.experiment_id)
-    if store_kind(str(client.tracking_uri)) == "http":
-        return str(client.create_experiment(task))
-    location = (artifact_root / task).resolve().as_uri()
-    return str(client.create_experiment(task, artifact_location=location))
+    try:
+        if store_kind(str(client.tracking_uri)) == "http":
+            return str(client.create_experiment(task))
+        location = (artifact_root / task).resolve().as_uri()
+        return str(client.create_experiment(task, artifact_location=location))
+    except MlflowException:
+        # Another job created it between the lookup and the creation (two first jobs at once).
+        experiment = client.get_experiment_by_name(task)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 # ------------------------------------------------------------------------------------------------
