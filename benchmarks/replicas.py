@@ -171,6 +171,8 @@ def flip(ports: dict[str, int], store: Path, budget: Budget) -> FlipResult:
         run_id=current.run_id,
         model_id=current.model_id or current.source.rsplit("/", 1)[-1],
     )
+    for key, value in (current.tags or {}).items():  # the same files, the same digests
+        client.set_model_version_tag(MODEL, str(new.version), key, value)
     body = bodies("patients", 1)[0]
     stop = threading.Event()
     counts = {"requests": 0, "failed": 0}

@@ -320,6 +320,8 @@ def _second_version(store: Path) -> tuple[str, str]:
         return str(versions[-2].version), str(versions[-1].version)
     first = versions[0]
     second = client.create_model_version(MODEL, first.source, run_id=first.run_id)
+    for key, value in (first.tags or {}).items():  # the same files, the same digests
+        client.set_model_version_tag(MODEL, str(second.version), key, value)
     return str(first.version), str(second.version)
 
 

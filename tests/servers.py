@@ -153,4 +153,7 @@ def register_copy(client: Any, name: str, version: str) -> str:
     source = client.get_model_version(name, version)
     model_id = source.model_id or source.source.rsplit("/", 1)[-1]
     new = client.create_model_version(name, source.source, run_id=source.run_id, model_id=model_id)
+    # the same files: the same digests (a version without its predictor_sha256 tag is refused)
+    for key, value in (source.tags or {}).items():
+        client.set_model_version_tag(name, str(new.version), key, value)
     return str(new.version)
