@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -98,25 +98,13 @@ def serve(
         import uvicorn
 
         from serving.app import create_app
-        from serving.protocol import HeaderTimeoutProtocol
 
         app = create_app(settings, startup_loader=prefetch.load, startup_probe=prefetch.version)
         typer.echo(
             f"metapredict serving on http://{host}:{port} (docs: http://{host}:{port}/docs)",
             err=True,
         )
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            workers=1,
-            access_log=False,
-            log_level="info",
-            loop="auto",
-            http=HeaderTimeoutProtocol,
-            timeout_keep_alive=settings.keep_alive_timeout,
-            timeout_graceful_shutdown=settings.shutdown_timeout,
-        )
+        uvicorn.run(app, workers=1, **_uvicorn_options(settings))
 
 
 def _serve_workers(settings: ServingSettings, poll_seconds: float | None, workers: int) -> None:
@@ -124,7 +112,6 @@ def _serve_workers(settings: ServingSettings, poll_seconds: float | None, worker
     environment (the same ``METAPREDICT_*`` settings as this process)."""
     import uvicorn
 
-    from serving.protocol import HeaderTimeoutProtocol
     from serving.telemetry import MULTIPROC_ENV
 
     if poll_seconds is not None:  # the workers read their settings from the environment
@@ -140,19 +127,24 @@ def _serve_workers(settings: ServingSettings, poll_seconds: float | None, worker
             f"(docs: http://{host}:{port}/docs)",
             err=True,
         )
-        uvicorn.run(
-            APP_FACTORY,
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            access_log=False,
-            log_level="info",
-            loop="auto",
-            http=HeaderTimeoutProtocol,
-            timeout_keep_alive=settings.keep_alive_timeout,
-            timeout_graceful_shutdown=settings.shutdown_timeout,
-        )
+        uvicorn.run(APP_FACTORY, factory=True, workers=workers, **_uvicorn_options(settings))
+
+
+def _uvicorn_options(settings: ServingSettings) -> dict[str, Any]:
+    """What every ``serve`` passes uvicorn: the address, the header-timeout protocol and the
+    keep-alive and shutdown timeouts (README, Configuration)."""
+    from serving.protocol import HeaderTimeoutProtocol
+
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": False,
+        "log_level": "info",
+        "loop": "auto",
+        "http": HeaderTimeoutProtocol,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+    }
 
 
 def _refuse(message: str, code: int) -> NoReturn:
