@@ -4,6 +4,7 @@ and how ``metapredict serve --workers N`` hands over to uvicorn."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ def test_serve_with_workers_hands_an_app_factory_to_uvicorn(
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.delenv("METAPREDICT_POLL_SECONDS", raising=False)
     monkeypatch.setenv("METAPREDICT_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "mlflow.db").touch()  # serve refuses a store path that does not exist
+    with socket.socket() as probe:  # and a port that is taken: pick a free one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     seen: dict[str, Any] = {}
 
     def run(target: Any, **kwargs: Any) -> None:
@@ -58,12 +63,12 @@ def test_serve_with_workers_hands_an_app_factory_to_uvicorn(
 
     monkeypatch.setattr(uvicorn, "run", run)
     result = CliRunner().invoke(
-        app, ["serve", "--port", "8766", "--workers", "3", "--poll-seconds", "2"]
+        app, ["serve", "--port", str(port), "--workers", "3", "--poll-seconds", "2"]
     )
     assert result.exit_code == 0, result.output
     assert seen["target"] == APP_FACTORY == "serving.app:create_app"
     assert seen["kwargs"]["factory"] is True and seen["kwargs"]["workers"] == 3
-    assert seen["kwargs"]["port"] == 8766
+    assert seen["kwargs"]["port"] == port
     assert seen["metrics_dir_empty"] and seen["poll"] == "2.0"
     # the folder lives as long as the server: removed afterwards
     assert not Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).exists()

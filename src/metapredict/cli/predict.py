@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from metapredict.cli.streams import echo_result
 from metapredict.tasks import Task
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Engine(StrEnum):
 
 
 def predict(
+    ctx: typer.Context,
     task: Task = typer.Option(..., "--task", help="tropism or dormancy"),
     data: Path = typer.Option(
         ..., "--data", help="Cohort file to score (.parquet, .csv or .tsv).", dir_okay=False
@@ -140,7 +142,7 @@ def predict(
         "output": str(summary.output) if summary.output else None,
         "report": str(summary.report) if summary.report else None,
     }
-    typer.echo(json.dumps(result))
+    echo_result(ctx, json.dumps(result))
     if summary.problems:
         shown = summary.problems[:SHOWN_PROBLEMS]
         for p in shown:

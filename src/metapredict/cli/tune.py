@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from metapredict.cli.streams import echo_result
 from metapredict.tasks import Task
 
 #: Exit codes: bad config or search space; the cohort is unusable.
@@ -21,6 +22,7 @@ UNUSABLE = 1
 
 
 def tune(
+    ctx: typer.Context,
     task: Task = typer.Argument(..., help="tropism or dormancy"),
     trials: int = typer.Option(
         ..., "--trials", min=1, help="Complete trials the study should hold (all workers)."
@@ -141,7 +143,7 @@ def tune(
     )
     if outcome.best_value is not None and tuning.claim_final_step(study, url, worker):
         result |= _final_step(task, base, outcome, study, data, best_config, register, console)
-    typer.echo(json.dumps(result))
+    echo_result(ctx, json.dumps(result))
 
 
 def _final_step(
