@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+import sqlalchemy.exc
 
 import metapredict
 from metapredict.evaluation import cross_validate, prepare
@@ -174,8 +175,10 @@ def test_a_killed_workers_trial_is_retried(setup: dict[str, Path]) -> None:
             if setup["storage"].exists():
                 try:
                     running = load(setup).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                except (KeyError, optuna.exceptions.OptunaError):
-                    running = []  # the study is being created
+                except (KeyError, optuna.exceptions.OptunaError, sqlalchemy.exc.OperationalError):
+                    # the study (or Optuna's tables, which this read would also create) is
+                    # being created by the worker
+                    running = []
         assert running, "the worker never started a trial"
         os.kill(victim.pid, signal.SIGKILL)  # mid-trial, no chance to clean up
     finally:
