@@ -13,10 +13,11 @@ machine or many, that name the same study and storage share its trials. Each tri
   ``train`` (``cv_<metric>``, ``cv_<metric>_std``).
 
 Workers record heartbeats; a trial whose worker stops beating (killed) is failed after the
-grace period by the next worker to start a trial and re-queued once by
-:class:`optuna.storages.RetryFailedTrialCallback`. A worker stops when the study holds the
-requested number of complete trials; while the last trials run elsewhere it waits, so a trial
-left by a dead worker is still retried.
+grace period by the next worker to start a trial, or by a waiting worker, and re-queued (at
+most :data:`MAX_RETRY` times) by :class:`optuna.storages.RetryFailedTrialCallback`; a trial
+whose worker died before its first heartbeat is caught too (:func:`fail_dead_trials`). A
+worker stops when the study holds the requested number of complete trials; while the last
+trials run elsewhere it waits, so a trial left by a dead worker is still retried.
 
 At the end one worker (the first to claim it) writes the best parameters as a training config
 TOML (:func:`write_config`) and hands it to the retraining job (:func:`metapredict.retraining
@@ -299,6 +300,37 @@ def open_study(
         time.sleep(1.0)
 
 
+def fail_dead_trials(study: Any, storage: Any, given: set[int], *, after_s: float) -> None:
+    """Fail (and so re-queue) the running trials whose worker died.
+
+    Optuna fails a running trial once its last heartbeat is older than the grace period, but
+    a trial with no heartbeat at all never counts as stale: a worker killed between creating
+    its trial and its heartbeat thread's first beat leaves the trial running for ever, and
+    every other worker would wait for it. So each running trial older than ``after_s`` (the
+    heartbeat interval plus the grace period: a live worker has beaten by then) is given one
+    heartbeat by this worker (``given`` remembers which): a live worker's own next beat
+    replaces it, while a dead worker's trial goes stale one grace period later and is failed
+    by :func:`optuna.storages.fail_stale_trials` like any other.
+    """
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+
+    now = datetime.datetime.now()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start
+        if trial.number in given or started is None:
+            continue
+        if (now - started).total_seconds() > after_s:
+            storage.record_heartbeat(
+                storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            )
+            given.add(trial.number)
+    optuna.storages.fail_stale_trials(study)
+
+
 def trial_counts(study: Any) -> dict[str, int]:
     from optuna.trial import TrialState
 
@@ -387,6 +419,7 @@ def run_worker(
         return result.value
 
     ran = 0
+    heartbeats: set[int] = set()
     with threadpool_limits(limits=1, user_api="blas"):
         while True:
             counts = trial_counts(study)
@@ -396,7 +429,7 @@ def run_worker(
             if counts["waiting"] == 0 and complete + counts["running"] >= trials:
                 # The last trials run on other workers: wait, and fail any whose worker died
                 # (its retry is queued as a waiting trial, which this worker then runs).
-                optuna.storages.fail_stale_trials(study)
+                fail_dead_trials(study, storage, heartbeats, after_s=heartbeat_s + grace_s)
                 time.sleep(min(heartbeat_s, 5))
                 continue
             study.optimize(objective, n_trials=1, catch=())
