@@ -6,7 +6,7 @@ families (``cv_macro_auroc``, ``test_harrell_c``, ...) so runs compare side by s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -264,6 +264,28 @@ class FamilyResult:
         out |= {f"test_{k}": v for k, v in self.slices.items()}
         out |= {f"test_{k}_ratio_to_oracle": v for k, v in self.ratio_to_oracle.items()}
         return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+    def split_by_site(
+        self, sites: Sequence[str]
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """:meth:`all_metrics` in two parts: the summary metrics (macro averages, survival
+        metrics, per-cancer-type slices) and ``{site: {metric: value}}`` for the per-site ones
+        (``test_auroc_bone_ci95_low`` is ``{"bone": {"test_auroc_ci95_low": ...}}``)."""
+        summary: dict[str, float] = {}
+        per_site: dict[str, dict[str, float]] = {}
+        for key, value in self.all_metrics().items():
+            suffix = next((x for x in _METRIC_SUFFIXES if key.endswith(x)), "")
+            stem = key[: len(key) - len(suffix)]
+            site = next((s for s in sites if stem.endswith(f"_{s}")), None)
+            if site is None:
+                summary[key] = value
+            else:
+                per_site.setdefault(site, {})[stem[: -len(site) - 1] + suffix] = value
+        return summary, per_site
+
+
+#: What :meth:`FamilyResult.all_metrics` appends to a metric's name.
+_METRIC_SUFFIXES = ("_std", "_ci95_low", "_ci95_high", "_ratio_to_oracle")
 
 
 def _slices(task: Task, data: TaskData, prediction: FloatArray) -> dict[str, float]:

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
 import pytest
 
 from metapredict.registry.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from tests.integration.cli_process import ROOT, cli_env, metapredict_argv
+from tests.servers import free_port, stop_process_group, wait_http_ok
 from tests.support import TrainedStore
 
 pytestmark = pytest.mark.slow
@@ -40,16 +37,10 @@ SERVER_START_S = 180.0
 PAGE_TIMEOUT_MS = 90_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ui_url(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`metapredict ui` on the trained store; stopped (its whole process group) afterwards."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("ui") / "ui.log"
     with log.open("w") as out:
         server = subprocess.Popen(
@@ -62,25 +53,13 @@ def ui_url(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert time.monotonic() < deadline, f"the UI did not start:\n{log.read_text()}"
-            time.sleep(0.5)
+        try:
+            wait_http_ok(f"{url}/health", SERVER_START_S, server)
+        except (RuntimeError, TimeoutError) as error:
+            raise AssertionError(f"the UI did not start: {error}\n{log.read_text()}") from None
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        stop_process_group(server, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +107,7 @@ def test_experiments_are_model_training_experiments(trained_store: TrainedStore)
 
 
 def test_family_runs_carry_the_headline_metrics_plots_and_comparable_params(
-    trained_store: TrainedStore,
+    trained_store: TrainedStore, tmp_path: Path
 ) -> None:
     _, runs = _runs(trained_store, "dormancy")
     parent = runs["dormancy-train"]
@@ -145,6 +124,23 @@ def test_family_runs_carry_the_headline_metrics_plots_and_comparable_params(
     for run in families:
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert artifacts == {"plots/kaplan_meier_by_risk_group.png"}
+    # tropism families: macro metrics as metrics, per-site values as a table beside them
+    _, tropism_runs = _runs(trained_store, "tropism")
+    for family in ("lightgbm", "logistic_regression"):
+        run = tropism_runs[family]
+        assert {f"test_{name}" for name in HEADLINE["tropism"]} <= set(run.data.metrics)
+        assert not [k for k in run.data.metrics if k.startswith(("cv_auroc_", "test_auroc_"))]
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id,
+            artifact_path="metrics_per_site.json",
+            dst_path=str(tmp_path / family),
+            tracking_uri=trained_store.settings.tracking_uri,
+        )
+        table = json.loads(Path(path).read_text())
+        assert set(table) == set(trained_store.outcomes["tropism"].sites)
+        assert {"cv_auroc", "cv_auroc_std", "test_auroc", "test_auroc_ci95_low"} <= set(
+            table["bone"]
+        )
     # differing params, sorted as the compare view's parallel coordinates picks its default
     # axes (the first three): both families are among them
     lgbm, cox = runs["lightgbm"].data.params, runs["cox_ph"].data.params
@@ -176,12 +172,10 @@ def test_the_registered_model_carries_the_headline_metrics(trained_store: Traine
 def test_compare_view_lines_up_the_families(
     trained_store: TrainedStore, ui_url: str, page: Any, screenshots: Path
 ) -> None:
-    """The run-comparison page of the two families: both runs, and a parallel-coordinates plot
-    whose default axes are params of both families plus a metric both runs have.
-
-    (MLflow 3.17 renders only the first rows of the compare page's metric table, alphabetical
-    ``cv_auprc_*``; the headline metrics are checked on the logged model's page below.)
-    """
+    """The run-comparison page of the two families: both runs, a parallel-coordinates plot
+    whose default axes are params of both families plus a metric both runs have, and the
+    headline metrics in the first rows of the metric table (MLflow 3.17 renders about 15 rows
+    of it, alphabetically, before the reader scrolls it)."""
     from playwright.sync_api import expect
 
     experiment_id, runs = _runs(trained_store, "tropism")
@@ -199,6 +193,12 @@ def test_compare_view_lines_up_the_families(
     assert any(a.startswith("model.") for a in axes)
     assert any(a.startswith("cv_") for a in axes)  # a metric axis shared by both families
     page.screenshot(path=str(screenshots / "compare-runs.png"), full_page=False)
+
+    metric_rows = text.split("Metrics\nShow diff only", 1)[1].split("Artifacts", 1)[0].split()
+    for name in HEADLINE["tropism"]:
+        assert f"cv_{name}" in metric_rows, metric_rows
+    page.get_by_text("cv_macro_auroc", exact=True).first.scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshots / "compare-metrics.png"), full_page=False)
 
 
 def test_runs_table_models_tab_and_logged_model_page(

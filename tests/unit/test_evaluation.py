@@ -267,3 +267,34 @@ def test_dormancy_leaves_out_stage_iv_and_keeps_missing_stage(
     assert data.notes[0].startswith(f"{n_out} patient(s) metastatic at diagnosis left out")
     assert data.categories["stage"] == ("I", "II", "III")
     assert prepare("tropism", cohort, test_size=0.2, seed=0).categories["stage"] == schema.STAGES
+
+
+def test_split_by_site_moves_every_per_site_metric_to_its_site_and_keeps_the_rest() -> None:
+    result = FamilyResult(
+        "lightgbm",
+        cv={"macro_auroc": 0.7, "macro_auroc_std": 0.02, "auroc_lung": 0.6, "auroc_lung_std": 0.1},
+        test={"macro_auroc": 0.71, "auroc_lung": 0.61, "brier_distant_lymph_node": 0.2},
+        test_ci={"auroc_lung": (0.5, 0.7), "macro_auroc": (0.65, 0.77)},
+        slices={"macro_auroc_lung_adenocarcinoma": 0.66},  # a cancer type, not the lung site
+    )
+    summary, per_site = result.split_by_site(("lung", "distant_lymph_node", "bone"))
+    assert per_site == {
+        "lung": {
+            "cv_auroc": 0.6,
+            "cv_auroc_std": 0.1,
+            "test_auroc": 0.61,
+            "test_auroc_ci95_low": 0.5,
+            "test_auroc_ci95_high": 0.7,
+        },
+        "distant_lymph_node": {"test_brier": 0.2},
+    }
+    assert summary == {
+        "cv_macro_auroc": 0.7,
+        "cv_macro_auroc_std": 0.02,
+        "test_macro_auroc": 0.71,
+        "test_macro_auroc_ci95_low": 0.65,
+        "test_macro_auroc_ci95_high": 0.77,
+        "test_macro_auroc_lung_adenocarcinoma": 0.66,
+    }
+    # nothing lost: every metric is in exactly one part
+    assert len(summary) + sum(len(v) for v in per_site.values()) == len(result.all_metrics())
