@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,23 +32,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http_ok(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``url`` until it answers 200; fail early when ``process`` exits."""
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    *,
+    process: subprocess.Popen[Any] | None = None,
+    first_delay: float = 0.02,
+) -> None:
+    """Poll ``condition`` until it is true: the tests' one way of waiting for something to
+    happen. The poll interval grows from ``first_delay`` to 0.5 s; fails with ``what`` after
+    ``timeout`` seconds, or as soon as ``process`` (the one expected to make it happen) exits."""
     deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
+    delay = first_delay
+    while not condition():
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+            raise RuntimeError(f"waiting for {what}: the process exited ({process.returncode})")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 (False on a refused or dropped connection)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def wait_http_ok(url: str, timeout: float, process: subprocess.Popen[Any] | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early when ``process`` exits."""
+    wait_until(lambda: http_ok(url), timeout, f"{url} to answer 200", process=process)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

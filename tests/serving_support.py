@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import uvicorn
 
 from metapredict import registry
 from metapredict.predictor import Predictor
 from serving.app import create_app
 from serving.settings import ServingSettings
+from tests.servers import http_ok, wait_until
 from tests.support import TrainedStore
 
 
@@ -48,18 +47,14 @@ def served(app: Any, ready_path: str = "/health/ready") -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+
+    def ready() -> bool:
+        if not thread.is_alive():
+            raise RuntimeError("the service stopped before it was ready")
+        return server.started and http_ok(f"{base}{ready_path}")
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the service did not become ready")
-            if server.started:
-                try:
-                    if httpx.get(f"{base}{ready_path}", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.05)
+        wait_until(ready, 60, "the service to be ready")
         yield base
     finally:
         server.should_exit = True

@@ -13,8 +13,7 @@ import contextlib
 import http.client
 import json
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -24,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from metapredict.pipeline import run_training
 from metapredict.settings import StoreSettings
 from serving.request_model import example_patient
-from tests.servers import Replica, register_copy, serve_replica
+from tests.servers import Replica, register_copy, serve_replica, wait_until
 from tests.support import tiny_training_config
 
 pytestmark = pytest.mark.slow
@@ -121,11 +120,8 @@ def _senders(replicas: list[Replica], per_replica: int) -> Iterator[list[Sender]
             t.join(timeout=60)
 
 
-def _wait(condition: object, what: str) -> None:
-    deadline = time.monotonic() + SWITCH_TIMEOUT
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+def _wait(condition: Callable[[], object], what: str) -> None:
+    wait_until(condition, SWITCH_TIMEOUT, what)
 
 
 def test_champion_flip_reaches_every_replica_with_no_failed_request(

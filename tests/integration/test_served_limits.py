@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import HOST, VENV_BIN, Server, free_port
+from tests.servers import wait_until
 from tests.support import TrainedStore
 
 pytestmark = pytest.mark.slow
@@ -209,9 +210,7 @@ def test_a_client_leaving_mid_body_is_one_info_line_and_not_a_500(
     )
     sock.close()
     line = "client closed the connection before its request body was complete"
-    deadline = time.monotonic() + WAIT
-    while line not in _words(s.log_path) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: line in _words(s.log_path), WAIT, "the disconnect's log line")
     after = _metrics(port)
     assert after.get((PREDICT, "499"), 0) == before.get((PREDICT, "499"), 0) + 1
     assert after.get((PREDICT, "500"), 0) == 0

@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from metapredict import __version__, registry
 from metapredict.predictor import Predictor
 from serving.app import create_app
 from serving.settings import ServingSettings
+from tests.servers import free_port, stop_process_group, wait_http_ok
 from tests.support import TrainedStore
 
 pytestmark = pytest.mark.slow
@@ -210,18 +208,12 @@ def test_every_other_error_has_the_services_shape(client: TestClient) -> None:
 # --- the same answers as `mlflow models serve` -------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def mlflow_serve(
     trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``mlflow models serve`` on the tropism champion, on a free 127.0.0.1 port."""
-    port = _free_port()
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
@@ -255,25 +247,13 @@ def mlflow_serve(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, Path(log.name).read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("mlflow models serve did not start")
+        try:
+            wait_http_ok(f"{base}/ping", 120, process)
+        except (RuntimeError, TimeoutError) as error:
+            raise AssertionError(f"{error}\n{Path(log.name).read_text()[-3000:]}") from None
         yield base
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+        stop_process_group(process)
         log.close()
 
 

@@ -1,7 +1,9 @@
-"""Every store the project supports, end to end: the embedded SQLite default and a shared MLflow
-tracking server on PostgreSQL (``METAPREDICT_TRACKING_URI=http://...``, artifacts proxied).
+"""The shared store end to end: an MLflow tracking server on PostgreSQL
+(``METAPREDICT_TRACKING_URI=http://...``, artifacts proxied).
 
-Per store (the ``shared_store`` fixture, module scope) one short history through the CLI:
+The embedded SQLite default goes through the same steps in ``test_retrain`` (train, retrain,
+promotion, compare, two retrains racing) and ``test_training_pipeline``, so this module runs on
+the server only (the ``shared_store`` fixture narrowed to it), in one short CLI history:
 ``train`` registers version 1 as champion, ``retrain`` with a stronger model promotes version 2,
 ``compare`` lists both. Then the promotion race: two *processes* (as two hosts would) try to move
 the champion at once, with the window between reading and writing the alias widened to 1.5 s;
@@ -14,7 +16,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,12 @@ from metapredict.registry.store import store_kind
 from metapredict.settings import StoreSettings
 from metapredict.simulator import default_config, simulate_cohort
 from tests.postgres import TrackingServer
-from tests.servers import child_env, register_copy, store_env
+from tests.servers import child_env, register_copy, store_env, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("shared_store", ["server"], indirect=True),
+]
 
 MODEL = "metapredict-tropism"
 #: A real but weak model; STRONG learns more from a larger cohort (as in test_retrain).
@@ -115,9 +119,9 @@ def test_train_registers_the_first_champion(history: History) -> None:
     assert "registered metapredict-tropism version 1 as @champion" in output
     client = _client(history.settings)
     run = client.get_run(client.get_model_version(MODEL, "1").run_id)
-    if store_kind(history.settings.resolved_tracking_uri()) == "http":
-        # the server chose the location and stores the files: nothing written client-side
-        assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
+    assert store_kind(history.settings.resolved_tracking_uri()) == "http"
+    # the server chose the location and stores the files: nothing written client-side
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.json", "feature_importance.json"} <= names
 
@@ -191,11 +195,12 @@ def _race(
                     text=True,
                 )
             )
-        deadline = time.monotonic() + CHILD_TIMEOUT
-        while not all((tmp / f"r{i}").exists() for i in range(2)):
+
+        def ready() -> bool:
             assert all(p.poll() is None for p in procs), "a promoter exited early"
-            assert time.monotonic() < deadline, "promoters not ready"
-            time.sleep(0.02)
+            return all((tmp / f"r{i}").exists() for i in range(2))
+
+        wait_until(ready, CHILD_TIMEOUT, "both promoters to be ready")
         go.touch()
         answers = []
         for proc in procs:
@@ -237,8 +242,6 @@ def test_processes_on_the_database_itself_share_an_advisory_lock(
     history: History, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Jobs given the PostgreSQL URI (not the server's) serialise on an advisory lock."""
-    if store_kind(history.settings.resolved_tracking_uri()) != "http":
-        pytest.skip("the server's PostgreSQL database only")
     server: TrackingServer = request.getfixturevalue("mlflow_server")
     direct = StoreSettings(tracking_uri=server.backend_uri, artifact_root=str(tmp_path / "art"))
     with _three_versions(history.settings) as client:
@@ -248,8 +251,6 @@ def test_processes_on_the_database_itself_share_an_advisory_lock(
 
 
 def test_a_lock_left_by_a_killed_job_is_named_not_broken(history: History) -> None:
-    if store_kind(history.settings.resolved_tracking_uri()) != "http":
-        pytest.skip("the tracking server's lock only")
     client = _client(history.settings)
     lock_name = f"{MODEL}{promotion.SERVER_LOCK_SUFFIX}"
     client.create_registered_model(lock_name, tags={"owner": "elsewhere:1:x"})
@@ -267,8 +268,6 @@ def test_a_lock_left_by_a_killed_job_is_named_not_broken(history: History) -> No
 def test_ui_on_a_tracking_server_names_its_url(history: History) -> None:
     """The tracking server already serves the UI: `metapredict ui` prints its address."""
     uri = history.settings.resolved_tracking_uri()
-    if store_kind(uri) != "http":
-        pytest.skip("a tracking server only (the embedded store starts its own UI)")
     result = CliRunner(env=history.env).invoke(app, ["ui"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == uri

@@ -3,12 +3,12 @@ retried, nested MLflow runs, and a written config that trains to the study's bes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -22,7 +22,8 @@ from metapredict.pipeline import LIGHTGBM, load_cohort, resolve_model, resolve_r
 from metapredict.simulator import default_config, simulate_cohort
 from metapredict.training_config import load_training_config
 from metapredict.tuning import make_estimator
-from tests.support import store_settings
+from tests.servers import wait_until
+from tests.support import store_from_template, store_settings
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,8 @@ WORKER_TIMEOUT_S = 600
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> dict[str, Path]:
+def setup(tmp_path: Path, store_template: Path) -> dict[str, Path]:
+    store_from_template(tmp_path / "store", store_template)  # the workers' MLflow store
     (tmp_path / "config.toml").write_text(TINY_CONFIG)
     (tmp_path / "space.toml").write_text(TINY_SPACE)
     simulate_cohort(1500, seed=4, config=default_config()).to_parquet(tmp_path / "cohort.parquet")
@@ -167,19 +169,20 @@ def test_a_killed_workers_trial_is_retried(setup: dict[str, Path]) -> None:
     setup["space"].write_text("[n_estimators]\nlow = 300\nhigh = 400\n")
     fast = ("--heartbeat", "1", "--grace", "2")
     victim = start_worker(setup, trials, *fast)
+    running: list[optuna.trial.FrozenTrial] = []
+
+    def started() -> bool:
+        if setup["storage"].exists():
+            # KeyError and the rest: the study (or Optuna's tables, which this read would also
+            # create) is being created by the worker
+            with contextlib.suppress(
+                KeyError, optuna.exceptions.OptunaError, sqlalchemy.exc.OperationalError
+            ):
+                running[:] = load(setup).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        return bool(running)
+
     try:
-        deadline = time.monotonic() + WORKER_TIMEOUT_S
-        running: list[optuna.trial.FrozenTrial] = []
-        while not running and time.monotonic() < deadline and victim.poll() is None:
-            time.sleep(0.1)
-            if setup["storage"].exists():
-                try:
-                    running = load(setup).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                except (KeyError, optuna.exceptions.OptunaError, sqlalchemy.exc.OperationalError):
-                    # the study (or Optuna's tables, which this read would also create) is
-                    # being created by the worker
-                    running = []
-        assert running, "the worker never started a trial"
+        wait_until(started, WORKER_TIMEOUT_S, "the worker to start a trial", process=victim)
         os.kill(victim.pid, signal.SIGKILL)  # mid-trial, no chance to clean up
     finally:
         if victim.poll() is None:
