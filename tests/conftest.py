@@ -30,7 +30,7 @@ from tests.postgres import (
     reset_registry,
     tracking_server,
 )
-from tests.support import TrainedStore, store_settings, tiny_training_config
+from tests.support import TrainedStore, store_from_template, store_settings, tiny_training_config
 
 # ------------------------------------------------------------------------------------------------
 # Simulated cohorts
@@ -128,21 +128,34 @@ def valid_feature_row() -> dict[str, Any]:
 # --- MLflow stores and trained models ------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The database of an empty store, created once by the project's own code: fixtures that
+    need a new empty store copy it (``tests.support.store_from_template``)."""
+    from metapredict.registry.store import connect
+
+    directory = tmp_path_factory.mktemp("store-template")
+    connect(store_settings(directory))
+    return directory / "mlflow.db"
+
+
 @pytest.fixture
-def tmp_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StoreSettings:
+def tmp_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_template: Path
+) -> StoreSettings:
     """An empty MLflow store for one test; also the default for code reading the environment."""
-    settings = store_settings(tmp_path / "store")
+    settings = store_from_template(tmp_path / "store", store_template)
     monkeypatch.setenv("METAPREDICT_TRACKING_URI", settings.tracking_uri)
     monkeypatch.setenv("METAPREDICT_ARTIFACT_ROOT", settings.artifact_root)
     return settings
 
 
 @pytest.fixture(scope="session")
-def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+def trained_store(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> TrainedStore:
     """Both tasks trained once per session (tiny config) into their own store. Read only."""
     from metapredict.pipeline import run_training
 
-    settings = store_settings(tmp_path_factory.mktemp("trained-store"))
+    settings = store_from_template(tmp_path_factory.mktemp("trained-store"), store_template)
     outcomes = {
         task: run_training(tiny_training_config(task), settings=settings)
         for task in ("tropism", "dormancy")
@@ -186,7 +199,8 @@ def shared_store(
     """An empty store per module, twice: the embedded SQLite default, and the tracking server
     on PostgreSQL (``http://``, artifacts proxied), reset for the module."""
     if request.param == "sqlite":
-        return store_settings(tmp_path_factory.mktemp("sqlite-store"))
+        template: Path = request.getfixturevalue("store_template")
+        return store_from_template(tmp_path_factory.mktemp("sqlite-store"), template)
     server: TrackingServer = request.getfixturevalue("mlflow_server")
     settings = server.store_settings()
     reset_registry(settings)

@@ -33,7 +33,7 @@ from metapredict.retraining.job import Outcome, RetrainResult, run_retrain
 from metapredict.settings import StoreSettings
 from metapredict.simulator import default_config, simulate_cohort
 from metapredict.training_config import load_training_config
-from tests.support import store_settings
+from tests.support import store_from_template
 
 #: Few trees at a high rate: a real but weaker model (the champion guard refuses a constant
 #: one); STRONG learns more from a larger cohort. Few resamples keep the suite quick.
@@ -90,9 +90,9 @@ def _retrain_run(settings: StoreSettings, output: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
+def history(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> History:
     root = tmp_path_factory.mktemp("retrain-history")
-    settings = store_settings(root / "store")
+    settings = store_from_template(root / "store", store_template)
     env = {
         "METAPREDICT_TRACKING_URI": settings.tracking_uri,
         "METAPREDICT_ARTIFACT_ROOT": settings.artifact_root,
@@ -242,9 +242,9 @@ def test_compare_lists_versions_with_metrics_aliases_and_decisions(history: Hist
 
 @pytest.mark.slow
 def test_two_concurrent_retrains_promote_at_most_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_template: Path
 ) -> None:
-    settings = store_settings(tmp_path / "store")
+    settings = store_from_template(tmp_path / "store", store_template)
     (tmp_path / "medium.toml").write_text(MEDIUM)
     config = load_training_config("tropism", tmp_path / "medium.toml")
     cohorts = [_cohort(tmp_path / f"c{i}.parquet", 1_500, 10 + i) for i in range(2)]
@@ -303,9 +303,11 @@ def test_two_concurrent_retrains_promote_at_most_once(
 
 
 @pytest.fixture(scope="module")
-def refusal_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[StoreSettings, CliRunner]:
-    """One store for the refusal tests (creating an MLflow database costs seconds)."""
-    settings = store_settings(tmp_path_factory.mktemp("refusals") / "store")
+def refusal_store(
+    tmp_path_factory: pytest.TempPathFactory, store_template: Path
+) -> tuple[StoreSettings, CliRunner]:
+    """One store for the refusal tests."""
+    settings = store_from_template(tmp_path_factory.mktemp("refusals") / "store", store_template)
     env = {
         "METAPREDICT_TRACKING_URI": settings.tracking_uri,
         "METAPREDICT_ARTIFACT_ROOT": settings.artifact_root,

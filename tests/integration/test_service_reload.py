@@ -11,6 +11,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from serving.model_store import IncompatibleModelError
 from serving.request_model import example_patient
 from serving.routes import INLINE_ROWS
 from serving.settings import ServingSettings
-from tests.support import store_settings, tiny_training_config
+from tests.support import store_from_template, tiny_training_config
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +40,8 @@ ONE = {"patients": [example_patient()]}
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> StoreSettings:
-    settings = store_settings(tmp_path_factory.mktemp("reload-store"))
+def store(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> StoreSettings:
+    settings = store_from_template(tmp_path_factory.mktemp("reload-store"), store_template)
     first = run_training(
         tiny_training_config("tropism", n_estimators=10, learning_rate=0.2), settings=settings
     )
