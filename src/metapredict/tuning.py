@@ -141,15 +141,36 @@ def open_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
     if url.startswith("sqlite"):
         # Several processes write one SQLite file: wait for the lock rather than fail.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_s,
-        grace_period=grace_s,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
-            max_retry=MAX_RETRY
-        ),
-    )
+    with _creating(url):
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_s,
+            grace_period=grace_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                max_retry=MAX_RETRY
+            ),
+        )
+
+
+@contextmanager
+def _creating(url: str) -> Iterator[None]:
+    """One process at a time opens the storage: opening an empty one creates Optuna's tables,
+    and two workers started together on a new storage would both create them ("table
+    studies already exists"). A file lock beside a SQLite database, a PostgreSQL advisory lock,
+    nothing for other databases."""
+    from metapredict.registry.promotion import advisory_lock, file_lock
+
+    database = sqlite_path(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(database.with_name(database.name + ".create.lock")):
+            yield
+    elif url.startswith("postgres"):
+        with advisory_lock(url, "metapredict-optuna-storage"):
+            yield
+    else:
+        yield
 
 
 def config_with(base: TrainingConfig, params: dict[str, Any]) -> TrainingConfig:

@@ -105,17 +105,8 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-@pytest.fixture
-def existing_store(tmp_store: StoreSettings) -> StoreSettings:
-    """A store whose database file exists (its content is never read by these tests)."""
-    database = Path(tmp_store.tracking_uri.removeprefix("sqlite:///"))
-    database.parent.mkdir(parents=True)
-    database.touch()
-    return tmp_store
-
-
 def test_serve_on_a_busy_port_fails_before_announcing_itself(
-    existing_store: StoreSettings, busy_port: int
+    tmp_store: StoreSettings, busy_port: int
 ) -> None:
     result = CliRunner().invoke(app, ["serve", "--port", str(busy_port)])
     assert result.exit_code == 1
@@ -149,7 +140,7 @@ def test_a_store_path_naming_a_directory_says_where_the_database_is(
 
 
 def test_serve_names_a_bad_environment_variable_without_pydantic_text(
-    existing_store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+    tmp_store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("METAPREDICT_MAX_PATIENTS", "lots")
     result = CliRunner().invoke(app, ["serve"])

@@ -112,12 +112,14 @@ def registry_lock(
         with server_lock(client, name, timeout=timeout):
             yield
     else:
-        with _file_lock(lock_path(settings)):
+        with file_lock(lock_path(settings)):
             yield
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing), released when the block ends
+    or the process dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
