@@ -195,7 +195,9 @@ def test_compare_view_lines_up_the_families(
     metric_rows = text.split("Metrics\nShow diff only", 1)[1].split("Artifacts", 1)[0].split()
     for name in HEADLINE["tropism"]:
         assert f"cv_{name}" in metric_rows, metric_rows
-    page.get_by_text("cv_macro_auroc", exact=True).first.scroll_into_view_if_needed()
+    # the metric table (a virtualised grid) into view, for the screenshot
+    grid = page.locator(".ReactVirtualized__Grid")
+    grid.get_by_text("cv_macro_auroc", exact=True).first.scroll_into_view_if_needed()
     page.screenshot(path=str(screenshots / "compare-metrics.png"), full_page=False)
 
 
