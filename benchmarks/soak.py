@@ -153,6 +153,9 @@ def corrupt_artifact(port: int, store: Path, good: str, tally: Tally, backup: Pa
     original = Path(client.get_model_version_download_uri(MODEL, good).removeprefix("file://"))
     shutil.copytree(original, copy)
     bad = client.create_model_version(MODEL, copy.resolve().as_uri(), run_id=source.run_id)
+    # the good version's digests: the load must find the truncated files by their content
+    for key, value in (source.tags or {}).items():
+        client.set_model_version_tag(MODEL, str(bad.version), key, value)
     files = [p for p in copy.rglob("*") if p.is_file() and p.stat().st_size > 0]
     for path in files:
         data = path.read_bytes()
