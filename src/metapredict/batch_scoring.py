@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from metapredict import schema
 from metapredict.metrics import HORIZONS
@@ -227,38 +228,59 @@ def _category_problems(
     return problems
 
 
-def _joined(parts: list[list[str]], sep: str) -> list[str]:
-    return [sep.join(p) for p in parts]
+def joined_patterns(rows: NDArray[Any], labels: Sequence[str], sep: str) -> list[str]:
+    """Per row of ``rows`` (a boolean mask over ``labels``, or a matrix of indices into them),
+    the ``sep``-joined labels it names, in column order.
+
+    Rows repeat few patterns (which inputs are missing, the order of the sites), so each
+    distinct row is joined once and the strings are handed out by index: Python string work
+    per pattern rather than per patient.
+    """
+    n, width = rows.shape
+    if n == 0:
+        return []
+    base = 2 if rows.dtype == bool else max(width, 2)
+    if width * np.log2(base) < 63:  # each row as one integer: a 1-D unique is much faster
+        codes = rows.astype(np.int64) @ (base ** np.arange(width, dtype=np.int64))
+        first, inverse = np.unique(codes, return_index=True, return_inverse=True)[1:]
+        unique = rows[first]
+    else:
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+    names = np.asarray(labels, dtype=object)
+    if rows.dtype == bool:
+        strings = [sep.join(names[row]) for row in unique]
+    else:
+        strings = [sep.join(names[row].tolist()) for row in unique]
+    return np.asarray(strings, dtype=object)[inverse.reshape(n)].tolist()  # type: ignore[no-any-return]
 
 
 def _missing_inputs(frame: pd.DataFrame) -> list[str]:
     n = len(frame)
-    parts: list[list[str]] = [[] for _ in range(n)]
-    for name in OPTIONAL_INPUTS:
-        if name not in frame.columns:
-            for p in parts:
-                p.append(name)
-            continue
-        for i in np.flatnonzero(frame[name].isna().to_numpy()):
-            parts[i].append(name)
-    return _joined(parts, ",")
+    mask = np.ones((n, len(OPTIONAL_INPUTS)), dtype=bool)  # an absent column: missing for all
+    for j, name in enumerate(OPTIONAL_INPUTS):
+        if name in frame.columns:
+            mask[:, j] = frame[name].isna().to_numpy()
+    return joined_patterns(mask, OPTIONAL_INPUTS, ",")
 
 
 def _warnings(predictor: Predictor, frame: pd.DataFrame) -> list[str]:
-    """The API's out-of-range warnings, computed per column rather than per record."""
-    n = len(frame)
-    parts: list[list[str]] = [[] for _ in range(n)]
+    """The API's out-of-range warnings, computed per column rather than per record (only the
+    rows with a warning get string work)."""
+    parts: dict[int, list[str]] = {}
     for name, (lo, hi) in predictor.feature_ranges.items():
         if name not in frame.columns:
             continue
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
         flagged = np.flatnonzero((values < lo) | (values > hi))  # NaN compares False
-        for i in flagged:
-            parts[i].append(
+        for i in flagged.tolist():
+            parts.setdefault(i, []).append(
                 f"{name}={values[i]:.4g} lies outside the range seen in training "
                 f"[{lo:.4g}, {hi:.4g}]"
             )
-    return _joined(parts, "; ")
+    out = [""] * len(frame)
+    for i, messages in parts.items():
+        out[i] = "; ".join(messages)
+    return out
 
 
 def _value(frame: pd.DataFrame, name: str, i: int) -> Any:
@@ -321,9 +343,8 @@ def score_chunk(
     for j, name in enumerate(_batch_names(predictor)):
         columns[name] = matrix[:, j]
     if predictor.task == "tropism":
-        sites = np.asarray(predictor.output_names, dtype=object)
         ranked = np.argsort(-outputs, axis=1, kind="stable")
-        columns["ranked_sites"] = [",".join(r) for r in sites[ranked].tolist()]
+        columns["ranked_sites"] = joined_patterns(ranked, predictor.output_names, ",")
     else:
         columns["risk_group"] = predictor.risk_group(outputs[:, len(HORIZONS) - 1])
     if explain:

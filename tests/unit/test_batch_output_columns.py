@@ -1,0 +1,28 @@
+"""The batch output's text columns: the same strings as a plain per-row join."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from metapredict.batch_scoring import OPTIONAL_INPUTS, _missing_inputs, joined_patterns
+
+SITES = ("bone", "lung", "liver", "brain")
+
+
+def test_joined_patterns_equals_a_per_row_join_for_masks_and_index_rows() -> None:
+    rng = np.random.default_rng(0)
+    mask = rng.random((500, len(SITES))) < 0.3
+    assert joined_patterns(mask, SITES, ",") == [
+        ",".join(s for s, m in zip(SITES, row, strict=True) if m) for row in mask
+    ]
+    order = np.argsort(rng.random((500, len(SITES))), axis=1)
+    assert joined_patterns(order, SITES, ",") == [",".join(SITES[j] for j in row) for row in order]
+    assert joined_patterns(np.zeros((0, 4), dtype=bool), SITES, ",") == []
+
+
+def test_missing_inputs_names_null_and_absent_columns_in_schema_order() -> None:
+    present, absent = OPTIONAL_INPUTS[0], OPTIONAL_INPUTS[1]
+    frame = pd.DataFrame({present: [1.0, None, 2.0]})
+    frame = frame.assign(**{name: 1.0 for name in OPTIONAL_INPUTS[2:]})
+    assert _missing_inputs(frame) == [absent, f"{present},{absent}", absent]
