@@ -1,34 +1,38 @@
-"""Prediction intervals: a bootstrap ensemble of the fitted LightGBM model.
+"""Prediction intervals: a bias-corrected bootstrap ensemble of the fitted LightGBM model.
 
-After the model is fitted, ``members`` copies of it are refitted, with the same
-hyperparameters, on bootstrap resamples of the same training rows (each with its own seed).
-How much the members disagree about a patient is how much the prediction would move had the
-model been trained on another cohort of the same size from the same population: the
-estimation uncertainty of that patient's probability.
+After the model is fitted, ``members`` copies of it are refitted on bootstrap resamples of the
+same training rows (each with its own seed). How much the members disagree about a patient is
+how much the prediction would move had the model been trained on another cohort of the same
+size from the same population: the estimation uncertainty of that patient's probability.
 
-The interval of an output is built on the log-odds scale around the main model's own estimate:
+With ``bias_correction`` (the default) the members boost twice the point model's rounds:
+boosting on for as many rounds again fits the smoother once more to its own residuals (Tukey's
+twicing; for L2 boosting exactly so, Buhlmann & Yu 2003), which removes the leading term of
+the pull towards the average that early stopping and the leaf penalty leave. The interval is
+then centred on the members' mean (a robust bias-corrected interval: the correction's own noise
+is in the members' spread; Calonico, Cattaneo & Farrell 2018), on the log-odds scale:
 
-    logit(p) +/- z * sd,   mapped back with the logistic function,
+    mean +/- z * sd,   z = t(members - 1) * sqrt(1 + 1/members),
 
-where ``p`` is the main model's prediction (the point estimate the service returns), ``sd``
-the standard deviation of the members' log-odds for that patient and output, and ``z`` the
-quantile of Student's t with ``members - 1`` degrees of freedom at the level (1.83 at 90 % with
-10 members: the spread is itself estimated from those members). A standard deviation from 10-20
-members is steadier than their 5th and 95th percentiles; the interval is centred on ``p`` on the
-log-odds scale, so ``p`` lies inside it by construction (and the bounds are clamped to contain
-it against rounding), and it stays inside [0, 1].
+mapped back with the logistic function and joined with the point estimate ``p`` (the main
+model's prediction, which the service returns), so ``p`` lies inside and the bounds stay in
+[0, 1]. ``sd`` is the members' standard deviation; Student's t with ``members - 1`` degrees of
+freedom because it is estimated from them (1.83 at 90 % with 10), and sqrt(1 + 1/members)
+because the centre is their mean. Without ``bias_correction`` the members repeat the point
+model and the interval is ``logit(p) +/- t(members - 1) * sd``.
 
-Tropism members refit their own per-site Platt calibration, as the main model does (a member
-costs four fits per site: three calibration folds and the final booster). On a few hundred
-patients the calibration is as uncertain as the booster's ranking; members that reused the
-main model's calibration showed half of that and covered the truth far less often (see
-``benchmarks/results/intervals.md``). Predicting every member costs
-milliseconds per patient, so the served ``sd`` comes from a spread model: per output, one small
-regression booster fitted on the training rows to log(members' sd) (see
-:class:`BootstrapEnsemble`). What the interval does not
-contain is the model's bias (e.g. the pull towards the average of shallow, regularised trees):
-``benchmarks/intervals.py`` measures how often the simulator's true probabilities fall
-inside.
+Each member is the whole fitting procedure, its calibration (tropism sites' Platt scaling, the
+dormancy hazard's) fitted on its out-of-bag patients: folds drawn inside a bootstrap resample
+would put copies of one patient on both sides and make the member's margins look better than
+they are (its Platt slope too steep, its spread too wide). Predicting every member costs
+milliseconds per patient, so the served ``sd`` and centre come from two small models per
+output fitted on the training rows: log(members' sd), and the members' mean minus the point
+estimate (see :class:`BootstrapEnsemble`).
+
+What the interval does not contain is the bias the outcomes cannot reveal (how far a patient's
+true probability lies from what a model of this size can resolve): ``benchmarks/intervals.py``
+measures how often the simulator's true probabilities fall inside, and docs/intervals.md says
+why that is below the nominal level.
 """
 
 from __future__ import annotations
@@ -75,13 +79,15 @@ TWICING = 2
 
 
 class BootstrapEnsemble:
-    """Members refitted on bootstrap resamples, and the spread model :meth:`bounds` uses.
+    """Members refitted on bootstrap resamples, and the spread and centre models :meth:`bounds`
+    uses.
 
-    The members' standard deviation (log-odds) is exact but costs every member's prediction
-    (10 x sites boosters for tropism, 10 x 20 for dormancy: milliseconds per patient). The
-    served intervals take it from the spread model instead: per output, a small regression
-    booster fitted on the training rows to log(members' sd), one booster call per output.
-    :meth:`exact_spread` still computes it from the members.
+    The members' standard deviation and mean (log-odds) are exact but cost every member's
+    prediction (10 x sites boosters for tropism, 10 x 20 for dormancy: milliseconds per
+    patient). The served intervals take them from small models instead: per output, a
+    regression booster fitted on the training rows to log(members' sd) (the spread model) and
+    one to the members' mean minus the point estimate (the centre model), one booster call
+    each. ``bounds(..., exact=True)`` still computes both from the members.
     """
 
     def __init__(
