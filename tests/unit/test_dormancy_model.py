@@ -284,5 +284,6 @@ def test_held_out_patients_calibrate_without_extra_fits() -> None:
     time, event = survival_arrays(y[held])
     rows, target = person_period(X[held], time, event, 6.0, 30)
     expected = Platt.fit(model.booster_.predict(rows, raw_score=True), target)
+    assert expected.slope > 0  # a positive slope is kept as fitted (a negative one never is)
     assert model._calibration().slope == pytest.approx(expected.slope, rel=1e-9)
     assert model._calibration().intercept == pytest.approx(expected.intercept, rel=1e-9)

@@ -288,5 +288,7 @@ def test_tropism_members_calibrate_on_their_out_of_bag_patients(rows: pd.DataFra
         zip(model.boosters_, model.calibrators_, strict=True)
     ):
         expected = Platt.fit(booster.predict(X[~half], raw_score=True), y[~half, k])
+        if expected.slope <= 0:  # never a reversed ranking (boosting.choose_calibration)
+            expected = Platt()
         assert calibrator.slope == pytest.approx(expected.slope, rel=1e-9)
         assert calibrator.intercept == pytest.approx(expected.intercept, rel=1e-9)
