@@ -4,7 +4,8 @@ A Parquet cohort of simulated patients (written in row groups, never held whole 
 scored by the ``metapredict predict`` command (local engine, a child process whose own peak
 resident memory is read by ``benchmarks/peak_rss.py``), and compared with the floor: the raw
 LightGBM Boosters behind the same outputs (the tropism model's site Boosters and, for the
-intervals, the spread Boosters) on the already-encoded matrix, chunk by chunk, in this process.
+intervals, the spread and centre Boosters) on the already-encoded matrix, chunk by chunk, in
+this process.
 The Spark engine (``local[2]``) scores a smaller file; its session start-up is timed apart.
 Run alone: ``python -m benchmarks.batch_predict [--quick] [--store DIR]``.
 """
@@ -77,11 +78,12 @@ def write_cohort(path: Path, patients: int) -> float:
 
 def floor_seconds(predictor: Any, path: Path) -> tuple[float, float]:
     """Seconds of the raw Boosters over the whole file (encoding not timed): (site Boosters
-    alone, site + spread Boosters)."""
+    alone, site + the intervals' spread and centre Boosters)."""
     from metapredict import batch_scoring
 
     boosters = list(predictor.estimator.boosters_)
     spread = list(getattr(predictor.intervals, "spread_boosters", None) or [])
+    spread += list(getattr(predictor.intervals, "centre_boosters", None) or [])
     main_s = spread_s = 0.0
     for frame in batch_scoring.read_chunks(path):
         X = predictor.encode_frame(frame)
@@ -191,7 +193,7 @@ def run(
                     f"{(patients / main_s) / floor_rate:.2f}",
                 ),
                 (
-                    "floor: raw site + spread Boosters (same outputs)",
+                    "floor: raw site + interval Boosters (same outputs)",
                     f"{floor_s:.1f}",
                     f"{floor_rate:,.0f}",
                     "1.00",
@@ -239,7 +241,8 @@ def run(
         "(imports, loading the model) and the schema check of every row; its peak RSS is its "
         "own (`benchmarks/peak_rss.py`).\n"
         "- Floor: the same file read chunk by chunk in this process, encoded untimed, then the "
-        "raw Boosters timed: the model's site Boosters and the interval spread Boosters "
+        "raw Boosters timed: the model's site Boosters and the interval spread and centre "
+        "Boosters "
         "(`predict(X, raw_score=True)`), i.e. the booster work behind the same outputs. The "
         "site Boosters alone are shown for reference.\n"
         f"- Spark: `metapredict predict --engine spark` code path (`spark_scoring.score_file`) "

@@ -229,7 +229,8 @@ def build_predictor(
 ) -> Predictor:
     """The servable model: ``estimator`` (fitted on the training split) with what serving needs,
     and its prediction intervals: a bootstrap ensemble refitted on the training split with the
-    estimator's own hyperparameters (``intervals``, default :class:`IntervalConfig`)."""
+    estimator's own hyperparameters, boosted for twice its rounds when bias-corrected
+    (``intervals``, default :class:`IntervalConfig`; see ``models.ensemble``)."""
     train_frame = data.frame.iloc[data.train]
     ranges = features.FeatureEncoder().fit(train_frame).feature_ranges_
     predictor = Predictor(

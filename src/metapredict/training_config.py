@@ -57,6 +57,9 @@ class TropismModelConfig(LightGBMConfig):
 class DormancyModelConfig(LightGBMConfig):
     interval_months: Annotated[float, Field(gt=0)] = 6.0
     max_months: Annotated[float, Field(gt=0)] = 180.0
+    #: Platt scaling of the hazard's log-odds on out-of-fold person-period rows (DiscreteTimeHazard)
+    calibration: Literal["auto", "sigmoid", "none"] = "auto"
+    calibration_folds: Annotated[int, Field(ge=2, le=10)] = 2
 
     @model_validator(mode="after")
     def _intervals_fit_the_horizons(self) -> DormancyModelConfig:
@@ -82,6 +85,10 @@ class IntervalConfig(_Strict):
     #: Serve the members' spread from a small model of it (one booster call per output)
     #: instead of predicting every member (milliseconds per patient); see BootstrapEnsemble.
     spread_model: bool = True
+    #: Members boost twice the point model's rounds (twicing) and the interval is centred on
+    #: their mean: a bias-corrected interval (docs/intervals.md). False: members repeat the
+    #: point model and the interval is centred on it (the estimation uncertainty alone).
+    bias_correction: bool = True
 
 
 class LogisticConfig(_Strict):

@@ -245,3 +245,45 @@ def test_clone_params_and_fitted_attributes(early_vs_never: Fitted) -> None:
 def test_unfitted_model_raises_not_fitted(method: str) -> None:
     with pytest.raises(NotFittedError):
         getattr(DiscreteTimeHazard(), method)(np.zeros((2, 2)))
+
+
+# -- hazard calibration ---------------------------------------------------------------------------
+
+
+def test_calibration_undoes_the_pull_of_an_over_penalised_booster() -> None:
+    """A heavy L2 penalty against the tiny hessians of rare events keeps the booster near the
+    average hazard; held-out person-period rows show it (Platt slope above 1), and the
+    calibrated risks move back towards the true ones."""
+    X, y, g = _groups(1200, rate_a=0.03, rate_b=0.003, censor_b=None, seed=4)
+    shrunk = {**SMALL, "n_estimators": 15, "reg_lambda": 500.0, "learning_rate": 0.05}
+    raw = DiscreteTimeHazard(**shrunk, calibration="none").fit(X, y)
+    calibrated = DiscreteTimeHazard(**shrunk, calibration="sigmoid").fit(X, y)
+    assert raw._calibration().slope == 1.0 and raw._calibration().intercept == 0.0
+    assert calibrated._calibration().slope > 1.0
+    truth = 1 - np.exp(-np.where(g == 1, 0.03, 0.003) * 60)
+    error = {
+        name: np.abs(m.predict_outputs(X)[:, 1] - truth).mean()
+        for name, m in (("raw", raw), ("calibrated", calibrated))
+    }
+    assert error["calibrated"] < error["raw"] / 2
+    # the contributions stay exact in the calibrated log-odds
+    hazards = calibrated.hazards(X[:5])
+    contrib = calibrated.contributions(X[:5], at_months=60.0)
+    np.testing.assert_allclose(contrib.sum(axis=1), logit(hazards[:, 10]), rtol=0, atol=1e-9)
+
+
+def test_held_out_patients_calibrate_without_extra_fits() -> None:
+    """``held_out`` (a bootstrap member's out-of-bag patients): the Platt fit of the booster's
+    margins on those patients' person-period rows, the statistic written out by hand."""
+    from metapredict.models.boosting import Platt
+
+    X, y, _ = _groups(800, rate_a=0.03, rate_b=0.003, censor_b=None, seed=5)
+    fit_rows, held = np.arange(0, 800, 2), np.arange(1, 800, 2)
+    model = DiscreteTimeHazard(**SMALL, calibration="sigmoid")
+    model.fit(X[fit_rows], y[fit_rows], held_out=(X[held], y[held]))
+    time, event = survival_arrays(y[held])
+    rows, target = person_period(X[held], time, event, 6.0, 30)
+    expected = Platt.fit(model.booster_.predict(rows, raw_score=True), target)
+    assert expected.slope > 0  # a positive slope is kept as fitted (a negative one never is)
+    assert model._calibration().slope == pytest.approx(expected.slope, rel=1e-9)
+    assert model._calibration().intercept == pytest.approx(expected.intercept, rel=1e-9)

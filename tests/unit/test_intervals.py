@@ -150,7 +150,8 @@ def test_tropism_members_refit_their_own_calibration(
     assert len(ensemble.members) == MEMBERS
     for member in ensemble.members:
         assert isinstance(member, TropismClassifier)
-        assert member.get_params()["n_estimators"] == main.get_params()["n_estimators"]
+        # bias-corrected members: the same model boosted for twice the rounds (twicing)
+        assert member.get_params()["n_estimators"] == 2 * main.get_params()["n_estimators"]
         assert member.get_params()["calibration"] == main.get_params()["calibration"]
     # the calibration is part of what a member re-estimates on its resample
     assert any(m.calibrators_ != main.calibrators_ for m in ensemble.members)
@@ -224,3 +225,70 @@ def test_fewer_members_give_a_wider_multiplier(predictors: dict[str, Predictor])
     three, ten = BootstrapEnsemble([member] * 3, 0.9), BootstrapEnsemble([member] * 10, 0.9)
     assert three.z > ten.z > 1.6449
     assert ten.z == pytest.approx(1.833, abs=1e-3)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_bias_corrected_interval_is_centred_on_the_members_mean(
+    predictors: dict[str, Predictor], probe: pd.DataFrame, task: str
+) -> None:
+    """The statistic, written out: on the log-odds scale the interval is the members' mean
+    +/- t(members - 1) * sqrt(1 + 1/members) * their sd, joined with the point estimate."""
+    from scipy.stats import t
+
+    predictor = predictors[task]
+    ensemble = predictor.intervals
+    assert ensemble is not None and ensemble.bias_corrected
+    X = predictor.encode_frame(probe)
+    outputs = predictor.predict_matrix(X)
+    logits = ensemble.member_logits(X)
+    centre, sd = logits.mean(axis=0), logits.std(axis=0, ddof=1)
+    z = t.ppf(0.95, df=MEMBERS - 1) * np.sqrt(1 + 1 / MEMBERS)
+    assert ensemble.z == pytest.approx(z)
+    expected_lower = np.minimum(1 / (1 + np.exp(-(centre - z * sd))), outputs)
+    expected_upper = np.maximum(1 / (1 + np.exp(-(centre + z * sd))), outputs)
+    exact = ensemble.bounds(X, outputs, exact=True)
+    np.testing.assert_allclose(exact[..., 0], expected_lower, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(exact[..., 1], expected_upper, rtol=1e-9, atol=1e-12)
+    # the served centre model stands in for the members' mean (minus the point estimate)
+    assert ensemble.centre_boosters is not None
+    served = ensemble.bounds(X, outputs)
+    assert np.median(np.abs(served - exact)) < 0.05
+
+
+def test_members_without_bias_correction_repeat_the_point_model(rows: pd.DataFrame) -> None:
+    """``bias_correction = false``: members with the point model's own rounds, the interval
+    centred on the point estimate (the estimation uncertainty alone)."""
+    relapsed = rows[rows[EVENT]]
+    X = features.encode_frame(relapsed, types_of(relapsed))
+    y = relapsed[list(schema.site_columns())].to_numpy()
+    model = TropismClassifier(n_estimators=10, calibration="none", categorical_features=CAT)
+    model.fit(X, y)
+    config = IntervalConfig(members=3, bias_correction=False, spread_model=False)
+    ensemble = fit_ensemble(model, X, y, config=config, seed=1)
+    assert ensemble is not None and not ensemble.bias_corrected
+    assert all(m.get_params()["n_estimators"] == 10 for m in ensemble.members)
+    outputs = model.predict_proba(X[:20])
+    bounds = np.log(ensemble.bounds(X[:20], outputs) / (1 - ensemble.bounds(X[:20], outputs)))
+    centre = np.log(outputs / (1 - outputs))
+    np.testing.assert_allclose(bounds[..., 0] + bounds[..., 1], 2 * centre, atol=1e-6)
+
+
+def test_tropism_members_calibrate_on_their_out_of_bag_patients(rows: pd.DataFrame) -> None:
+    """A member calibrates on the patients its resample left out: folds inside a resample
+    would hold copies of one patient on both sides (its margins look better than they are)."""
+    from metapredict.models.boosting import Platt
+
+    relapsed = rows[rows[EVENT]]
+    X = features.encode_frame(relapsed, types_of(relapsed))
+    y = relapsed[list(schema.site_columns())].to_numpy().astype(bool)
+    half = np.arange(len(X)) % 2 == 0
+    model = TropismClassifier(n_estimators=10, calibration="sigmoid", categorical_features=CAT)
+    model.fit(X[half], y[half], held_out=(X[~half], y[~half]))
+    for k, (booster, calibrator) in enumerate(
+        zip(model.boosters_, model.calibrators_, strict=True)
+    ):
+        expected = Platt.fit(booster.predict(X[~half], raw_score=True), y[~half, k])
+        if expected.slope <= 0:  # never a reversed ranking (boosting.choose_calibration)
+            expected = Platt()
+        assert calibrator.slope == pytest.approx(expected.slope, rel=1e-9)
+        assert calibrator.intercept == pytest.approx(expected.intercept, rel=1e-9)

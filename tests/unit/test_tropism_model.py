@@ -65,6 +65,18 @@ def test_calibration_modes_none_and_sigmoid() -> None:
     assert fitted.slope == pytest.approx(1 / 3, abs=0.1)
 
 
+@pytest.mark.parametrize("mode", ["sigmoid", "auto"])
+def test_calibration_never_reverses_the_ranking(mode: str) -> None:
+    """Held-out margins that point the wrong way (noise on a small cohort) fit a negative
+    slope, which would turn the model's ranking upside down: the margin stays as it is."""
+    rng = np.random.default_rng(3)
+    truth = rng.normal(0.0, 1.0, 400)
+    y = rng.random(400) < expit(truth)
+    reversed_margin = -2.0 * truth
+    assert Platt.fit(reversed_margin, y).slope < 0  # what an unconstrained fit would keep
+    assert choose_calibration(reversed_margin, y, mode, 0) == Platt()
+
+
 def test_auto_keeps_platt_when_it_lowers_out_of_fold_brier() -> None:
     rng = np.random.default_rng(2)
     truth = rng.normal(0.0, 1.0, 1000)

@@ -115,10 +115,17 @@ def brier(y: NDArray[np.bool_], p: FloatArray) -> float:
 
 
 def choose_calibration(margin_oof: FloatArray, y: NDArray[np.bool_], mode: str, seed: int) -> Platt:
-    """Platt scaling when it lowers the Brier score of out-of-fold margins (cross-fitted)."""
+    """Platt scaling when it lowers the Brier score of out-of-fold margins (cross-fitted).
+
+    Never a slope at or below 0, whatever the mode: calibration rescales the model's margin, it
+    does not reverse or erase its ranking. Held-out margins that point the wrong way (noise on
+    a few hundred patients) leave the model uncalibrated; the champion guard judges its ranking.
+    """
     if mode == "none":
         return Platt()
     fitted = Platt.fit(margin_oof, y)
+    if fitted.slope <= 0.0:
+        return Platt()
     if mode == "sigmoid":
         return fitted
     # "auto": compare raw vs cross-fitted calibrated Brier on the out-of-fold margins.

@@ -60,6 +60,9 @@ class HazardDoc(_Doc):
     n_features: int = Field(gt=0)
     booster: str
     n_person_periods: int = Field(ge=0)
+    #: the hazard's Platt scaling (identity for a model saved before it existed)
+    slope: float = 1.0
+    intercept: float = 0.0
 
 
 EstimatorDoc = Annotated[TropismDoc | HazardDoc, Field(discriminator="kind")]
@@ -71,6 +74,10 @@ class IntervalsDoc(_Doc):
     members: list[EstimatorDoc] = Field(min_length=2)
     #: per output, the spread model's booster (None: the members give the spread)
     spread_boosters: list[str] | None = None
+    #: the interval is centred on the members' mean (bias-corrected members)
+    bias_corrected: bool = False
+    #: per output, the centre model's booster (None: the members give the centre)
+    centre_boosters: list[str] | None = None
 
 
 class DocumentError(ValueError):
@@ -114,6 +121,8 @@ def estimator_document(estimator: Estimator, prefix: str, put: PutBooster) -> Es
         n_features=int(estimator.n_features_in_),
         booster=put(f"{prefix}/hazard", estimator.booster_),
         n_person_periods=int(getattr(estimator, "n_person_periods_", 0)),
+        slope=float(estimator._calibration().slope),
+        intercept=float(estimator._calibration().intercept),
     )
 
 
@@ -133,6 +142,7 @@ def estimator_from_document(doc: EstimatorDoc, get: GetBooster) -> Estimator:
     booster = get(doc.booster)
     _check_features([booster], doc.n_features + 1)  # + the interval start
     hazard.booster_ = booster
+    hazard.calibrator_ = Platt(slope=doc.slope, intercept=doc.intercept)
     hazard.n_person_periods_ = doc.n_person_periods
     hazard.n_features_in_ = doc.n_features
     return hazard
@@ -148,7 +158,7 @@ def _check_features(boosters: list[lgb.Booster], n_features: int) -> None:
 
 
 def ensemble_document(ensemble: BootstrapEnsemble, put: PutBooster) -> IntervalsDoc:
-    spread = ensemble.spread_boosters
+    spread, centre = ensemble.spread_boosters, ensemble.centre_boosters
     return IntervalsDoc(
         level=float(ensemble.level),
         fit_seconds=float(ensemble.fit_seconds),
@@ -160,10 +170,24 @@ def ensemble_document(ensemble: BootstrapEnsemble, put: PutBooster) -> Intervals
             if spread is None
             else [put(f"spread/output-{k}", booster) for k, booster in enumerate(spread)]
         ),
+        bias_corrected=ensemble.bias_corrected,
+        centre_boosters=(
+            None
+            if centre is None
+            else [put(f"centre/output-{k}", booster) for k, booster in enumerate(centre)]
+        ),
     )
 
 
 def ensemble_from_document(doc: IntervalsDoc, get: GetBooster) -> BootstrapEnsemble:
     members = [estimator_from_document(m, get) for m in doc.members]
     spread = None if doc.spread_boosters is None else [get(ref) for ref in doc.spread_boosters]
-    return BootstrapEnsemble(members, doc.level, doc.fit_seconds, spread)
+    centre = None if doc.centre_boosters is None else [get(ref) for ref in doc.centre_boosters]
+    return BootstrapEnsemble(
+        members,
+        doc.level,
+        doc.fit_seconds,
+        spread,
+        bias_corrected=doc.bias_corrected,
+        centre_boosters=centre,
+    )

@@ -117,10 +117,29 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             cache = self._rows = FastRowCache()
         return cache
 
-    def _fit_site(self, X: FloatArray, y: NDArray[np.bool_], k: int) -> tuple[lgb.Booster, Platt]:
-        """One site's booster and its calibration (from out-of-fold margins)."""
+    def _fit_site(
+        self,
+        X: FloatArray,
+        y: NDArray[np.bool_],
+        k: int,
+        held_out: tuple[FloatArray, NDArray[np.bool_]] | None = None,
+    ) -> tuple[lgb.Booster, Platt]:
+        """One site's booster and its calibration (from out-of-fold margins, or from the
+        margins of the ``held_out`` patients: features and this site's labels)."""
         params = self._params(y)
         calibrator = Platt()
+        if held_out is not None:
+            booster = train_booster(X, y, params, self.n_estimators, self.categorical_features)
+            X_h, y_h = held_out
+            if self.calibration != "none" and 0 < y_h.sum() < y_h.size:
+                threads = training_threads(len(y), self.n_jobs)
+                margin = np.asarray(
+                    booster.predict(X_h, raw_score=True, num_threads=threads), dtype=np.float64
+                )
+                calibrator = choose_calibration(
+                    margin, y_h, self.calibration, self.random_state + k
+                )
+            return booster, calibrator
         if self.calibration != "none" and 0 < y.sum() < y.size:
             folds = min(self.calibration_folds, int(y.sum()), int((~y).sum()))
             if folds >= 2:
@@ -139,7 +158,12 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         booster = train_booster(X, y, params, self.n_estimators, self.categorical_features)
         return booster, calibrator
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
+    def fit(
+        self, X: ArrayLike, y: ArrayLike, *, held_out: tuple[ArrayLike, ArrayLike] | None = None
+    ) -> Self:
+        """Fit each site's booster and calibration (``held_out``: patients, features and site
+        labels, to calibrate on instead of out-of-fold margins: the bootstrap members'
+        out-of-bag patients, no extra fits)."""
         # Fast handles point into the boosters being replaced: drop them before refitting.
         self.__dict__.pop("_rows", None)
         if self.calibration not in {"auto", "sigmoid", "none"}:
@@ -160,14 +184,20 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         # two, see SINGLE_THREAD_ROWS), so the sites share the n_jobs threads instead. LightGBM
         # releases the GIL while it trains; every site's model is the same either way. Every
         # LightGBM call in a site's fit then uses one thread (see boosting.PREDICT_THREADS).
+        held: tuple[FloatArray, NDArray[np.bool_]] | None = None
+        if held_out is not None:
+            held = (np.asarray(held_out[0], dtype=np.float64), _site_labels(held_out[1]))
+
+        def site(k: int) -> tuple[lgb.Booster, Platt]:
+            site_held = None if held is None else (held[0], held[1][:, k])
+            return self._fit_site(X_arr, Y[:, k], k, site_held)
+
         workers = min(self.n_jobs, self.n_outputs_) if X_arr.shape[0] < SINGLE_THREAD_ROWS else 1
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                fitted = list(
-                    pool.map(lambda k: self._fit_site(X_arr, Y[:, k], k), range(Y.shape[1]))
-                )
+                fitted = list(pool.map(site, range(Y.shape[1])))
         else:
-            fitted = [self._fit_site(X_arr, Y[:, k], k) for k in range(Y.shape[1])]
+            fitted = [site(k) for k in range(Y.shape[1])]
         self.boosters_: list[lgb.Booster] = [booster for booster, _ in fitted]
         self.calibrators_: list[Platt] = [calibrator for _, calibrator in fitted]
         return self
