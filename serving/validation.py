@@ -289,6 +289,8 @@ def _frame_if_clean(rows: Sequence[Any], vocab: Vocabulary) -> pd.DataFrame | No
         missing = np.isnan(array)
         if (missing.any() and not info.nullable) or np.isinf(array).any():
             return None
+        if int(missing.sum()) != values.count(None):  # a NaN token, not a null: refused
+            return None
         present = array[~missing]
         if (info.minimum is not None and (present < info.minimum).any()) or (
             info.maximum is not None and (present > info.maximum).any()

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from metapredict import schema
 from metapredict.cancer_types import normalise_cancer_type
 from serving.request_model import ID_FIELD, Vocabulary, example_patient, patient_model
-from serving.validation import FieldError, RequestRejected, validate_patients
+from serving.validation import NON_FINITE, FieldError, RequestRejected, validate_patients
 from tests.conftest import valid_frame
 
 FEATURES = schema.columns(schema.Features)
@@ -374,6 +374,18 @@ def test_text_and_booleans_are_not_numbers_on_both_paths(value: Any) -> None:
             (1, "P1", "mdsc_score", "must be a number"),
         ]
     )
+
+
+def test_a_nan_in_a_nullable_field_is_refused_on_both_paths() -> None:
+    """A NaN token is not a null: the batch path's frame must not read it as missing."""
+    rows = _valid_rows(2)
+    rows[1]["mdsc_score"] = math.nan
+    found = []
+    for validate in (_pydantic, _pandera_path):
+        with pytest.raises(RequestRejected) as err:
+            validate([dict(r) for r in rows])
+        found.append(_details(err.value.errors))
+    assert found[0] == found[1] == [(1, "P1", "mdsc_score", NON_FINITE)]
 
 
 def test_integers_are_numbers_on_both_paths() -> None:
