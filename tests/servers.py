@@ -116,6 +116,36 @@ class Replica:
     pid: int
 
 
+#: TCP states in ``/proc/net/tcp``.
+ESTABLISHED, LISTEN = "01", "0A"
+
+
+def connections_per_process(group: int, port: int, state: str = ESTABLISHED) -> dict[int, int]:
+    """TCP sockets on local ``port`` in ``state`` held by each process of process group
+    ``group`` (Linux ``/proc``): which worker of a replica accepted which connections
+    (``ESTABLISHED``), or which workers listen (``LISTEN``)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == state:
+            inodes.add(f"socket:[{fields[9]}]")
+    held: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) != group:  # the process group id
+                continue
+            count = sum(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # a process that ended meanwhile
+        if count:
+            held[int(proc.name)] = count
+    return held
+
+
 @contextlib.contextmanager
 def serve_replica(
     settings: StoreSettings,

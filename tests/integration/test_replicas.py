@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,8 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from metapredict.pipeline import run_training
 from metapredict.settings import StoreSettings
 from serving.request_model import example_patient
-from tests.servers import Replica, register_copy, serve_replica, wait_until
-from tests.support import tiny_training_config
+from tests.servers import (
+    LISTEN,
+    Replica,
+    connections_per_process,
+    register_copy,
+    serve_replica,
+    wait_until,
+)
+from tests.support import TrainedStore, tiny_training_config
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +133,27 @@ def _wait(condition: Callable[[], object], what: str) -> None:
     wait_until(condition, SWITCH_TIMEOUT, what)
 
 
+def _bursts_of_connections_reach_both_workers(replica: Replica, bursts: int = 5) -> None:
+    """16 keep-alive connections opened at once (a client's pool) are held by both workers,
+    burst after burst: each worker listens on its own SO_REUSEPORT socket. (On one shared
+    socket, the worker that woke first took all 16 in 3 bursts of 10.)"""
+    for _ in range(bursts):
+        connections = [
+            http.client.HTTPConnection("127.0.0.1", replica.port, timeout=30) for _ in range(16)
+        ]
+        try:
+            for connection in connections:
+                connection.connect()
+            for connection in connections:  # answered: accepted by the worker that holds it
+                connection.request("GET", "/health/live")
+                assert connection.getresponse().read()
+            held = connections_per_process(replica.pid, replica.port)
+            assert sum(held.values()) == 16 and len(held) == 2, held
+        finally:
+            for connection in connections:
+                connection.close()
+
+
 def test_champion_flip_reaches_every_replica_with_no_failed_request(
     two_versions: StoreSettings,
 ) -> None:
@@ -136,6 +166,7 @@ def test_champion_flip_reaches_every_replica_with_no_failed_request(
     ):
         replicas = [pair, single]
         _wait(lambda: len(_worker_versions(pair)) == 2, "both workers of the 2-worker replica")
+        _bursts_of_connections_reach_both_workers(pair)
         with _senders(replicas, per_replica=2) as senders:
             _wait(lambda: all(len(s.answers) >= 5 for s in senders), "first answers")
             client.set_registered_model_alias(MODEL, "champion", "2")
@@ -168,3 +199,19 @@ def test_champion_flip_reaches_every_replica_with_no_failed_request(
         )
         sent_to_pair = sum(len(s.answers) for s in senders if s.replica is pair)
         assert predicted == sent_to_pair
+
+
+def test_a_worker_that_dies_is_started_again(trained_store: TrainedStore) -> None:
+    with serve_replica(trained_store.settings, workers=2) as replica:
+
+        def listening() -> set[int]:
+            return set(connections_per_process(replica.pid, replica.port, LISTEN))
+
+        _wait(lambda: len(listening()) == 2, "both workers listening")
+        victim = min(listening())
+        os.kill(victim, signal.SIGKILL)
+        _wait(lambda: len(listening()) == 2 and victim not in listening(), "a new worker")
+        connection = http.client.HTTPConnection("127.0.0.1", replica.port, timeout=30)
+        connection.request("GET", "/health/ready")
+        assert connection.getresponse().status == 200
+        connection.close()

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from metapredict.cli import app
-from metapredict.cli.serve import APP_FACTORY
+from metapredict.cli.workers import APP_FACTORY, reuse_port_socket
 from metapredict.registry.promotion import advisory_key
 from metapredict.registry.store import store_kind
 
@@ -41,10 +41,10 @@ def test_advisory_key_is_a_stable_signed_64_bit_number_per_label() -> None:
     assert -(2**63) <= key < 2**63
 
 
-def test_serve_with_workers_hands_an_app_factory_to_uvicorn(
+def test_serve_with_workers_starts_that_many_workers_on_the_uvicorn_options(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import uvicorn
+    from metapredict.cli import serve as serve_command
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.delenv("METAPREDICT_POLL_SECONDS", raising=False)
@@ -55,23 +55,39 @@ def test_serve_with_workers_hands_an_app_factory_to_uvicorn(
         port = probe.getsockname()[1]
     seen: dict[str, Any] = {}
 
-    def run(target: Any, **kwargs: Any) -> None:
-        seen["target"], seen["kwargs"] = target, kwargs
+    def run_workers(options: dict[str, Any], workers: int) -> None:
+        seen["options"], seen["workers"] = options, workers
         folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
         seen["metrics_dir_empty"] = Path(folder).is_dir() and not any(Path(folder).iterdir())
         seen["poll"] = os.environ.get("METAPREDICT_POLL_SECONDS")
 
-    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(serve_command, "run_workers", run_workers)
     result = CliRunner().invoke(
         app, ["serve", "--port", str(port), "--workers", "3", "--poll-seconds", "2"]
     )
     assert result.exit_code == 0, result.output
-    assert seen["target"] == APP_FACTORY == "serving.app:create_app"
-    assert seen["kwargs"]["factory"] is True and seen["kwargs"]["workers"] == 3
-    assert seen["kwargs"]["port"] == port
+    assert APP_FACTORY == "serving.app:create_app"
+    assert seen["workers"] == 3
+    assert seen["options"]["port"] == port and seen["options"]["host"] == "127.0.0.1"
     assert seen["metrics_dir_empty"] and seen["poll"] == "2.0"
     # the folder lives as long as the server: removed afterwards
     assert not Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).exists()
+
+
+def test_workers_sockets_share_the_port() -> None:
+    """Each worker's socket binds the same port (SO_REUSEPORT), where a plain second bind
+    fails: the kernel then spreads connections over the listening workers."""
+    first = reuse_port_socket("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    second = reuse_port_socket("127.0.0.1", port)
+    try:
+        first.listen()
+        second.listen()
+        with socket.socket() as plain, pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    finally:
+        first.close()
+        second.close()
 
 
 def test_serve_rejects_zero_workers() -> None:

@@ -1,10 +1,11 @@
 """``metapredict serve``: the HTTP prediction service on one or several uvicorn workers.
 
 One worker (the default): the champions are found while the service imports its stack
-(:class:`~metapredict.registry.fetch.Prefetch`). Several workers (``--workers N``): uvicorn
-starts N processes that share the listening socket; each loads the champions itself and polls for
-a new one on its own, and their Prometheus metrics are merged through prometheus-client's
-multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary folder unless already set).
+(:class:`~metapredict.registry.fetch.Prefetch`). Several workers (``--workers N``): N
+processes, each on its own socket bound to the port with ``SO_REUSEPORT``
+(:mod:`metapredict.cli.workers`); each loads the champions itself and polls for a new one on its
+own, and their Prometheus metrics are merged through prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary folder unless already set).
 Any number of ``serve`` processes, on other ports or hosts, can share one tracking server.
 """
 
@@ -22,13 +23,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from metapredict.cli.workers import run_workers
+
 if TYPE_CHECKING:
     from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
-
-#: The app factory the workers import (``--workers`` > 1 needs an import string).
-APP_FACTORY = "serving.app:create_app"
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -108,10 +108,8 @@ def serve(
 
 
 def _serve_workers(settings: ServingSettings, poll_seconds: float | None, workers: int) -> None:
-    """uvicorn's process manager: ``workers`` processes, each building the app from the
-    environment (the same ``METAPREDICT_*`` settings as this process)."""
-    import uvicorn
-
+    """``workers`` processes (:func:`~metapredict.cli.workers.run_workers`), each building the
+    app from the environment (the same ``METAPREDICT_*`` settings as this process)."""
     from serving.telemetry import MULTIPROC_ENV
 
     if poll_seconds is not None:  # the workers read their settings from the environment
@@ -127,7 +125,7 @@ def _serve_workers(settings: ServingSettings, poll_seconds: float | None, worker
             f"(docs: http://{host}:{port}/docs)",
             err=True,
         )
-        uvicorn.run(APP_FACTORY, factory=True, workers=workers, **_uvicorn_options(settings))
+        run_workers(_uvicorn_options(settings), workers)
 
 
 def _uvicorn_options(settings: ServingSettings) -> dict[str, Any]:
