@@ -120,15 +120,19 @@ class Replica:
 ESTABLISHED, LISTEN = "01", "0A"
 
 
-def connections_per_process(group: int, port: int, state: str = ESTABLISHED) -> dict[int, int]:
+def connections_per_process(
+    group: int, port: int, state: str = ESTABLISHED, peers: set[int] | None = None
+) -> dict[int, int]:
     """TCP sockets on local ``port`` in ``state`` held by each process of process group
     ``group`` (Linux ``/proc``): which worker of a replica accepted which connections
-    (``ESTABLISHED``), or which workers listen (``LISTEN``)."""
+    (``ESTABLISHED``; only those from the client ports ``peers`` when given), or which workers
+    listen (``LISTEN``)."""
     inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port = int(fields[1].rsplit(":", 1)[1], 16)
-        if local_port == port and fields[3] == state:
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == state and (peers is None or remote_port in peers):
             inodes.add(f"socket:[{fields[9]}]")
     held: dict[int, int] = {}
     for proc in Path("/proc").iterdir():

@@ -144,10 +144,11 @@ def _bursts_of_connections_reach_both_workers(replica: Replica, bursts: int = 5)
         try:
             for connection in connections:
                 connection.connect()
+            mine = {connection.sock.getsockname()[1] for connection in connections}
             for connection in connections:  # answered: accepted by the worker that holds it
                 connection.request("GET", "/health/live")
                 assert connection.getresponse().read()
-            held = connections_per_process(replica.pid, replica.port)
+            held = connections_per_process(replica.pid, replica.port, peers=mine)
             assert sum(held.values()) == 16 and len(held) == 2, held
         finally:
             for connection in connections:
