@@ -12,6 +12,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from metapredict.tuning import fail_dead_trials, open_storage
+from tests.servers import wait_until
 
 GRACE_S = 1
 #: Past the grace period, at the one-second resolution of SQLite's clock.
@@ -42,9 +43,12 @@ def test_a_trial_without_a_heartbeat_is_failed_and_requeued(
     fail_dead_trials(study, storage, given, after_s=0)
     assert given == {orphan.number}
     assert _state(study, orphan.number) == TrialState.RUNNING  # one grace period to beat
-    time.sleep(PAST_GRACE_S)
-    fail_dead_trials(study, storage, given, after_s=0)
 
+    def failed() -> bool:
+        fail_dead_trials(study, storage, given, after_s=0)
+        return _state(study, orphan.number) == TrialState.FAIL
+
+    wait_until(failed, 30 * PAST_GRACE_S, "the orphan to go stale and fail")
     assert _state(study, orphan.number) == TrialState.FAIL
     retries = study.get_trials(states=(TrialState.WAITING,))
     assert [t.system_attrs.get("failed_trial") for t in retries] == [orphan.number]
