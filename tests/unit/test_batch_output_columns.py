@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metapredict.batch_scoring import OPTIONAL_INPUTS, _missing_inputs, joined_patterns
+from metapredict.batch_scoring import OPTIONAL_INPUTS, _ids, _missing_inputs, joined_patterns
 
 SITES = ("bone", "lung", "liver", "brain")
 
@@ -26,3 +26,19 @@ def test_missing_inputs_names_null_and_absent_columns_in_schema_order() -> None:
     frame = pd.DataFrame({present: [1.0, None, 2.0]})
     frame = frame.assign(**{name: 1.0 for name in OPTIONAL_INPUTS[2:]})
     assert _missing_inputs(frame) == [absent, f"{present},{absent}", absent]
+
+
+def test_ids_are_echoed_as_text_with_missing_ones_as_none() -> None:
+    rows = [10, 11, 12]  # input row numbers, as in a chunk after the first
+    frame = pd.DataFrame(
+        {
+            "text": pd.Series(["P1", None, "P3"], dtype="string", index=rows),
+            "number": pd.Series([17, None, 3], dtype="Int64", index=rows),
+        }
+    )
+    text = _ids(frame, "text")
+    number = _ids(frame, "number")
+    assert text is not None and number is not None
+    assert text.to_dict() == {10: "P1", 11: None, 12: "P3"}
+    assert number.to_dict() == {10: "17", 11: None, 12: "3"}
+    assert _ids(frame, None) is None
