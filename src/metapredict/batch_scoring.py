@@ -3,7 +3,8 @@
 A cohort (Parquet, CSV or TSV) is read in chunks (Parquet: one batch of rows at a time through
 ``pyarrow.parquet.ParquetFile.iter_batches``, so memory stays bounded whatever the file's
 size), each chunk is checked against the schema (pandera, :func:`metapredict.schema.validate`)
-and the model's own categories, and the valid rows are scored with the native predictor. The
+and the model's own categories, and the valid rows are scored with the native predictor (the next chunk is read and checked
+in a background thread meanwhile: :func:`one_ahead`). The
 output (Parquet or CSV, by the extension of the output path) has one row per scored patient
 with the fields of the HTTP API's answer, flattened into columns (:func:`output_columns`), and
 is written to a temporary file renamed into place at the end: a failed or interrupted run
@@ -25,9 +26,10 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,7 @@ from metapredict.metrics import HORIZONS
 from metapredict.predictor import Predictor
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Rows per chunk: large enough that per-chunk costs (pandera, the boosters' set-up) vanish,
 #: small enough that a chunk's frames stay a few tens of MB.
@@ -328,10 +331,17 @@ def _top_features(
 
 
 def score_chunk(
-    predictor: Predictor, valid: pd.DataFrame, ids: pd.Series | None, *, explain: bool
+    predictor: Predictor,
+    valid: pd.DataFrame,
+    ids: pd.Series | None,
+    *,
+    explain: bool,
+    X: NDArray[np.float64] | None = None,
 ) -> pd.DataFrame:
-    """The output rows of validated patients (``valid``'s index: input row numbers)."""
-    X = predictor.encode_frame(valid)
+    """The output rows of validated patients (``valid``'s index: input row numbers; ``X``:
+    their encoded matrix, when already built)."""
+    if X is None:
+        X = predictor.encode_frame(valid)
     columns: dict[str, Any] = {ROW: valid.index.to_numpy(dtype=np.int64)}
     if ids is not None:
         columns[ID] = ids.loc[valid.index].to_numpy(dtype=object)
@@ -360,6 +370,26 @@ def score_chunk(
     return pd.DataFrame(columns)
 
 
+@dataclass
+class CheckedChunk:
+    """One input chunk after the schema check: its valid rows (and their encoded matrix), the
+    chunk's ids and the problems of its other rows."""
+
+    rows: int
+    valid: pd.DataFrame
+    X: NDArray[np.float64] | None
+    ids: pd.Series | None
+    problems: list[RowProblem]
+
+
+def prepare_chunk(predictor: Predictor, frame: pd.DataFrame, id_col: str | None) -> CheckedChunk:
+    """Check one chunk (index: input row numbers) and encode its valid rows."""
+    ids = _ids(frame, id_col)
+    valid, problems = check_chunk(predictor, frame, id_col, ids)
+    X = None if valid.empty else predictor.encode_frame(valid)
+    return CheckedChunk(len(frame), valid, X, ids, problems)
+
+
 def process_chunk(
     predictor: Predictor,
     frame: pd.DataFrame,
@@ -370,11 +400,34 @@ def process_chunk(
 ) -> tuple[pd.DataFrame | None, list[RowProblem]]:
     """Check one chunk (index: input row numbers) and score its valid rows (unless ``score``
     is false: after a problem, without ``skip_invalid``, the rest is only checked)."""
-    ids = _ids(frame, id_col)
-    valid, problems = check_chunk(predictor, frame, id_col, ids)
-    if not score or valid.empty:
-        return None, problems
-    return score_chunk(predictor, valid, ids, explain=explain), problems
+    chunk = prepare_chunk(predictor, frame, id_col)
+    if not score or chunk.X is None:
+        return None, chunk.problems
+    scored = score_chunk(predictor, chunk.valid, chunk.ids, explain=explain, X=chunk.X)
+    return scored, chunk.problems
+
+
+_END = object()
+
+
+def one_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each next one computed in a background thread while the caller works on the
+    current one.
+
+    Used to read and check chunk k + 1 while chunk k is scored: the Boosters release the GIL
+    and parquet reading runs in Arrow's C++, so the schema check (single-threaded Python)
+    overlaps work that does not need the interpreter. At most one item is computed ahead, so
+    memory grows by one chunk. An exception raised while computing an item is raised here, in
+    the caller's thread, when that item is due.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metapredict-read") as pool:
+        pending = pool.submit(next, items, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = pool.submit(next, items, _END)
+            yield item  # type: ignore[misc]
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -540,23 +593,29 @@ def score_file(
     output_kind(out)
     summary = ScoringSummary()
     writer: AtomicWriter | None = None
-    chunks = read_chunks(data, chunk_rows)
-    try:
-        for frame in chunks:
-            if writer is None:
+    id_col: str | None = None
+
+    def checked() -> Iterator[CheckedChunk]:
+        nonlocal id_col
+        for number, frame in enumerate(read_chunks(data, chunk_rows)):
+            if number == 0:
                 id_col = id_column(frame.columns.tolist())
+            yield prepare_chunk(predictor, frame, id_col)
+
+    try:
+        for chunk in one_ahead(checked()):
+            if writer is None:
                 columns = arrow_schema(predictor, explain=explain, with_id=id_col is not None)
                 writer = AtomicWriter(out, columns, file_metadata(predictor))
-            score = skip_invalid or not summary.problems
-            scored, problems = process_chunk(predictor, frame, id_col, explain=explain, score=score)
-            summary.rows_read += len(frame)
-            if problems:
-                summary.add_problems(problems)
-            if scored is not None and (skip_invalid or not summary.problems):
+            summary.rows_read += chunk.rows
+            if chunk.problems:
+                summary.add_problems(chunk.problems)
+            if chunk.X is not None and (skip_invalid or not summary.problems):
+                scored = score_chunk(predictor, chunk.valid, chunk.ids, explain=explain, X=chunk.X)
                 writer.write(scored)
                 summary.rows_scored += len(scored)
             if progress is not None:
-                progress(len(frame))
+                progress(chunk.rows)
         if writer is None:
             raise BatchInputError(f"{data} holds no rows")
         return _finish(summary, writer, out, skip_invalid, report)

@@ -1,11 +1,22 @@
-"""The batch output's text columns: the same strings as a plain per-row join."""
+"""Batch scoring's pieces: the output's text columns (the same strings as a plain per-row
+join), the ids, and the read-ahead of chunks."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from metapredict.batch_scoring import OPTIONAL_INPUTS, _ids, _missing_inputs, joined_patterns
+from metapredict.batch_scoring import (
+    OPTIONAL_INPUTS,
+    _ids,
+    _missing_inputs,
+    joined_patterns,
+    one_ahead,
+)
 
 SITES = ("bone", "lung", "liver", "brain")
 
@@ -42,3 +53,31 @@ def test_ids_are_echoed_as_text_with_missing_ones_as_none() -> None:
     assert text.to_dict() == {10: "P1", 11: None, 12: "P3"}
     assert number.to_dict() == {10: "17", 11: None, 12: "3"}
     assert _ids(frame, None) is None
+
+
+def test_one_ahead_yields_every_item_in_order_and_prepares_the_next_meanwhile() -> None:
+    asked = [threading.Event() for _ in range(4)]
+
+    def items() -> Iterator[int]:
+        for i in range(4):
+            asked[i].set()
+            yield i
+
+    seen = []
+    for i in one_ahead(items()):
+        if i < 3:  # the next item is computed while the caller still holds this one
+            assert asked[i + 1].wait(timeout=30)
+        seen.append(i)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_one_ahead_raises_a_failure_when_its_item_is_due() -> None:
+    def items() -> Iterator[int]:
+        yield 0
+        raise OSError("disk gone")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone"):
+        for i in one_ahead(items()):
+            seen.append(i)
+    assert seen == [0]
