@@ -3,8 +3,8 @@
 A cohort (Parquet, CSV or TSV) is read in chunks (Parquet: one batch of rows at a time through
 ``pyarrow.parquet.ParquetFile.iter_batches``, so memory stays bounded whatever the file's
 size), each chunk is checked against the schema (pandera, :func:`metapredict.schema.validate`)
-and the model's own categories, and the valid rows are scored with the native predictor (the next chunk is read and checked
-in a background thread meanwhile: :func:`one_ahead`). The
+and the model's own categories, and the valid rows are scored with the native predictor (the
+next chunk is read and checked in a background thread meanwhile: :func:`one_ahead`). The
 output (Parquet or CSV, by the extension of the output path) has one row per scored patient
 with the fields of the HTTP API's answer, flattened into columns (:func:`output_columns`), and
 is written to a temporary file renamed into place at the end: a failed or interrupted run
