@@ -80,3 +80,28 @@ def test_mlproject_retrain_entry_exits_0_for_decisions_and_nonzero_for_errors(
     codes.extend([0, 3, 4, 5, 1, 2])
     argv = ["tropism", "--data", "d.parquet"]
     assert [main(argv) for _ in range(6)] == [0, 0, 0, 0, 1, 2]
+
+
+def test_the_headline_view_is_mlflows_saved_view_envelope_with_metric_columns() -> None:
+    import json
+
+    from metapredict.registry.ui_view import (
+        HEADLINE_COLUMNS,
+        HEADLINE_VIEW_ID,
+        view_link,
+        view_tag_key,
+        view_tag_value,
+    )
+
+    assert view_tag_key() == f"mlflow.sharedViewState.{HEADLINE_VIEW_ID}"
+    envelope = json.loads(view_tag_value("tropism", 1_700_000_000_000))
+    assert envelope["name"] == "Headline metrics"
+    assert envelope["createdAt"] == 1_700_000_000_000
+    columns = json.loads(envelope["state"])["selectedColumns"]
+    assert columns[0] == "attributes.`Models`"
+    assert columns[1:] == [f"metrics.`{m}`" for m in HEADLINE_COLUMNS["tropism"]]
+    assert all(m.startswith(("cv_", "test_")) for m in HEADLINE_COLUMNS["dormancy"])
+    assert view_link("http://127.0.0.1:5000/", "7") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={HEADLINE_VIEW_ID}"
+    )
