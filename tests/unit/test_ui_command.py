@@ -105,3 +105,46 @@ def test_the_headline_view_is_mlflows_saved_view_envelope_with_metric_columns() 
         "http://127.0.0.1:5000/#/experiments/7/runs"
         f"?workflowType=machine_learning&viewStateShareKey={HEADLINE_VIEW_ID}"
     )
+
+
+class _FakeClient:
+    """Just the two MLflow client calls the view needs; optionally refusing writes."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.tags: dict[str, str] = {}
+        self.writes = 0
+        self.refuse = refuse
+
+    def get_experiment(self, experiment_id: str) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(tags=dict(self.tags))
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        if self.refuse:
+            raise MlflowException("UNIQUE constraint failed: experiment_tags")
+        self.writes += 1
+        self.tags[key] = value
+
+
+def test_the_view_is_written_once_and_a_refused_write_never_fails_a_job(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from metapredict.registry.ui_view import (
+        ensure_headline_view,
+        try_ensure_headline_view,
+        view_tag_key,
+    )
+
+    client = _FakeClient()
+    ensure_headline_view(client, "1", "dormancy")
+    ensure_headline_view(client, "1", "dormancy")
+    assert client.writes == 1 and view_tag_key() in client.tags
+    ensure_headline_view(client, "1", "tropism")  # another task's columns: rewritten
+    assert client.writes == 2
+    refusing = _FakeClient(refuse=True)
+    with caplog.at_level("WARNING"):
+        try_ensure_headline_view(refusing, "1", "tropism")
+    assert "could not save the headline-metrics view of tropism" in caplog.text

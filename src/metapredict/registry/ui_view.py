@@ -117,6 +117,17 @@ def ensure_headline_view(client: Any, experiment_id: str, task: str) -> None:
     client.set_experiment_tag(experiment_id, view_tag_key(), view_tag_value(task, created))
 
 
+def try_ensure_headline_view(client: Any, experiment_id: str, task: str) -> None:
+    """:func:`ensure_headline_view` for a training job: the view is a convenience, so a store
+    that refuses the write (or a concurrent job's write racing this one) never fails the job."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        ensure_headline_view(client, experiment_id, task)
+    except MlflowException as err:
+        logger.warning("could not save the headline-metrics view of %s: %s", task, err)
+
+
 def view_link(base_url: str, experiment_id: str) -> str:
     """The runs table of ``experiment_id`` opened on the view, in MLflow's model-training mode."""
     return (
