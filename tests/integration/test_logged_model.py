@@ -1,8 +1,8 @@
 """The logged model as MLflow's own tools use it: models-from-code (no pickle), metapredict's
 code travelling with it, integers accepted for float fields (the README's patient), through
 ``mlflow.pyfunc`` and ``mlflow models predict``, and loadable where metapredict is not
-installed (a fresh virtualenv built from the model's own requirements.txt: opt-in, see
-``test_a_fresh_virtualenv_from_the_models_requirements_predicts``)."""
+installed (a fresh virtualenv built from the model's own requirements.txt alone, as
+``mlflow models serve --env-manager virtualenv`` builds one)."""
 
 from __future__ import annotations
 
@@ -76,8 +76,24 @@ import pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
 answer = model.predict(pd.DataFrame([json.loads(sys.argv[2])]))
 import metapredict
-print(json.dumps({"from": metapredict.__file__, "answer": answer.iloc[0].tolist()}))
+print(json.dumps({
+    "from": metapredict.__file__,
+    "mlflow": mlflow.__file__,
+    "prefix": sys.prefix,
+    "path": sys.path,
+    "answer": answer.iloc[0].tolist(),
+}))
 """
+
+#: Environment variables that would let the fresh virtualenv see this project's packages or
+#: settings (the project venv, a PYTHONPATH, pip options such as a constraints file).
+_LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP", "VIRTUAL_ENV")
+
+#: Bounds on building the fresh virtualenv: pip's per-connection timeout, and the whole install
+#: (about 45 s with pip's cache warm, as after ``make env``; ``--no-compile`` leaves byte-compiling
+#: to the first import, which compiles only the modules loading the model needs).
+PIP_SOCKET_TIMEOUT_S = 30
+PIP_INSTALL_TIMEOUT_S = 900
 
 
 def _blocked_paths() -> list[str]:
@@ -209,36 +225,91 @@ def test_the_model_brings_metapredict_with_it(
     np.testing.assert_allclose(result["answer"], expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.skipif(
-    os.environ.get("METAPREDICT_TEST_FRESH_VENV") != "1",
-    reason="builds a virtualenv from the model's requirements (set METAPREDICT_TEST_FRESH_VENV=1)",
-)
+def _isolated_env() -> dict[str, str]:
+    """This process's environment without anything that points Python or pip at the project:
+    no PYTHONPATH/PYTHONHOME/VIRTUAL_ENV, no ``PIP_*`` options, no user site-packages."""
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV and not k.startswith("PIP_")}
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def _run_step(what: str, command: list[str], *, timeout: float, **kwargs: Any) -> str:
+    """Run one step of building or using the fresh virtualenv; fail naming the step, with the
+    tail of its stderr, if it fails or runs past ``timeout`` seconds. Returns its stdout."""
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+        )
+    except subprocess.TimeoutExpired as err:
+        tail = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else ""
+        pytest.fail(f"{what} did not finish in {timeout:.0f} s:\n{tail[-3000:]}")
+    if done.returncode != 0:
+        pytest.fail(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
 def test_a_fresh_virtualenv_from_the_models_requirements_predicts(
     trained_store: TrainedStore, model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
     """What ``mlflow models serve --env-manager virtualenv`` does: a new environment with only
-    the model's requirements.txt installed (no metapredict), then load and predict."""
+    the model's requirements.txt installed (no metapredict, nothing of the project's venv or
+    PYTHONPATH), then load and predict; metapredict comes from the model's ``code/`` path."""
     folder = model_dirs["tropism"]
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    env = _isolated_env()
+    _run_step("python -m venv", [sys.executable, "-m", "venv", str(venv)], timeout=300, env=env)
     python = venv / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "-r", str(folder / "requirements.txt")],
-        check=True,
-        timeout=1800,
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [str(python), "-c", LOAD_ELSEWHERE, str(folder), json.dumps(README_PATIENT), "[]"],
-        capture_output=True,
-        text=True,
+    _run_step(
+        "pip install -r requirements.txt (the model's) in the fresh virtualenv",
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--no-compile",
+            "--timeout",
+            str(PIP_SOCKET_TIMEOUT_S),
+            "--retries",
+            "2",
+            "-r",
+            str(folder / "requirements.txt"),
+        ],
+        timeout=PIP_INSTALL_TIMEOUT_S,
         env=env,
         cwd=tmp_path,
-        timeout=600,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    installed = {
+        line.split("==")[0].lower()
+        for line in _run_step(
+            "pip freeze in the fresh virtualenv",
+            [str(python), "-m", "pip", "freeze", "--disable-pip-version-check"],
+            timeout=120,
+            env=env,
+        ).splitlines()
+    }
+    assert "metapredict" not in installed
+    out = _run_step(
+        "loading the model in the fresh virtualenv",
+        [str(python), "-c", LOAD_ELSEWHERE, str(folder), json.dumps(README_PATIENT), "[]"],
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    assert Path(result["prefix"]).resolve() == venv.resolve()
+    assert Path(result["mlflow"]).resolve().is_relative_to(venv.resolve()), (
+        "mlflow comes from the fresh venv"
+    )
     assert Path(result["from"]).is_relative_to(folder / "code")
+    project = {Path(sys.prefix).resolve(), Path(__file__).resolve().parents[2]}
+    leaked = [
+        entry
+        for entry in result["path"]
+        if entry and any(Path(entry).resolve().is_relative_to(p) for p in project)
+    ]
+    assert not leaked, f"the fresh virtualenv sees the project's paths: {leaked}"
     expected = _native(trained_store, "tropism").iloc[0].tolist()
     np.testing.assert_allclose(result["answer"], expected, rtol=0, atol=1e-12)

@@ -1,15 +1,18 @@
 """The MLflow UI of a trained store, in headless Chromium: built for comparing models.
 
-`metapredict ui` serves the session's trained store; the browser opens the experiment's runs,
-the run-comparison page of the model families and the experiment's Models tab, and checks
-that the headline metrics are on screen. Screenshots are test artifacts: they go to
-``$METAPREDICT_SCREENSHOTS`` when set (docs/img uses them), else to the test's tmp folder.
+`metapredict ui` serves the session's trained store; the browser opens the link it prints (the
+runs table on metapredict's saved view: headline metrics as columns, on first load, in a
+browser with no stored state), the run-comparison page of the model families and the
+experiment's Models tab, and checks that the headline metrics are on screen. Screenshots are
+test artifacts: they go to ``$METAPREDICT_SCREENSHOTS`` when set (docs/img uses them), else to
+the test's tmp folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +22,15 @@ import mlflow.artifacts
 import pytest
 
 from metapredict.registry.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+from metapredict.registry.ui_view import (
+    HEADLINE_COLUMNS,
+    HEADLINE_VIEW_NAME,
+    headline_view_links,
+    view_tag_key,
+)
 from tests.integration.cli_process import ROOT, cli_env, metapredict_argv
 from tests.servers import free_port, stop_process_group, wait_http_ok
-from tests.support import TrainedStore
+from tests.support import TrainedStore, store_from_template
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +47,11 @@ PAGE_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
-def ui_url(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`metapredict ui` on the trained store; stopped (its whole process group) afterwards."""
+def ui_server(
+    trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """`metapredict ui` on the trained store: its URL and the file holding what it printed;
+    stopped (its whole process group) afterwards."""
     port = free_port()
     log = tmp_path_factory.mktemp("ui") / "ui.log"
     with log.open("w") as out:
@@ -57,9 +69,14 @@ def ui_url(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
             wait_http_ok(f"{url}/health", SERVER_START_S, server)
         except (RuntimeError, TimeoutError) as error:
             raise AssertionError(f"the UI did not start: {error}\n{log.read_text()}") from None
-        yield url
+        yield url, log
     finally:
         stop_process_group(server, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def ui_url(ui_server: tuple[str, Path]) -> str:
+    return ui_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -71,19 +88,29 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(ui_url: str) -> Iterator[Any]:
+def browser(ui_url: str) -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.set_default_timeout(PAGE_TIMEOUT_MS)
-            yield context.new_page()
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def _new_page(browser: Any, width: int = 1600) -> Any:
+    """A page in a new browser context: no local storage, as on a reader's first visit."""
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    return context.new_page()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any) -> Any:
+    return _new_page(browser)
 
 
 def _runs(trained_store: TrainedStore, task: str) -> tuple[str, dict[str, Any]]:
@@ -201,15 +228,98 @@ def test_compare_view_lines_up_the_families(
     page.screenshot(path=str(screenshots / "compare-metrics.png"), full_page=False)
 
 
-def test_runs_table_models_tab_and_logged_model_page(
+def _printed_links(log: Path) -> dict[str, str]:
+    """The per-task links `metapredict ui` printed (on stderr, before starting the server)."""
+    pattern = re.compile(r"^\s*(\w+) runs, headline metrics as columns: (\S+)$", re.MULTILINE)
+    return dict(pattern.findall(log.read_text()))
+
+
+def _numbers(texts: list[str]) -> list[float]:
+    """The numbers among a column's cells (a run without the metric shows "-")."""
+    out = []
+    for text in texts:
+        try:
+            out.append(float(text))
+        except ValueError:
+            continue
+    return out
+
+
+def test_the_printed_link_opens_the_runs_table_with_the_headline_metrics(
+    trained_store: TrainedStore, ui_server: tuple[str, Path], browser: Any, screenshots: Path
+) -> None:
+    """First load, no stored browser state: the runs table already has a column per headline
+    metric, and the training job's row shows its value there."""
+    from playwright.sync_api import expect
+
+    url, log = ui_server
+    links = _printed_links(log)
+    assert set(links) == {"tropism", "dormancy"}, log.read_text()
+    experiment_id, runs = _runs(trained_store, "tropism")
+    assert links["tropism"].startswith(f"{url}/#/experiments/{experiment_id}/runs?")
+    page = _new_page(browser, width=1920)
+    try:
+        page.goto(links["tropism"])
+        page.get_by_text("tropism-train").first.wait_for()
+        body = page.locator("body")
+        expect(body).to_contain_text(HEADLINE_VIEW_NAME)  # the saved view, by its name
+        assert "Model training" in page.inner_text("body")  # not the GenAI overview
+        parent = runs["tropism-train"].data.metrics
+        for metric in HEADLINE_COLUMNS["tropism"]:
+            column = f"metrics.`{metric}`"
+            header = page.locator(f'.ag-header-cell[col-id="{column}"]')
+            expect(header).to_be_visible()
+            expect(header).to_contain_text(metric)
+            cells = page.locator(f'[role="gridcell"][col-id="{column}"]')
+            expect(cells.first).to_be_visible()
+            values = _numbers(cells.all_inner_texts())
+            assert any(v == pytest.approx(parent[metric], abs=5e-4) for v in values), (
+                metric,
+                values,
+                parent[metric],
+            )
+        # Expanded, the job's row shows its families, each with its value in the same columns.
+        page.locator(".ag-row", has_text="tropism-train").locator("button").first.click()
+        for family in ("lightgbm", "logistic_regression"):
+            page.get_by_text(family, exact=True).first.wait_for()
+        values = page.locator('[role="gridcell"][col-id="metrics.`cv_macro_auroc`"]')
+        for family in ("lightgbm", "logistic_regression"):
+            expected = runs[family].data.metrics["cv_macro_auroc"]
+            texts = _numbers(values.all_inner_texts())
+            assert any(v == pytest.approx(expected, abs=5e-4) for v in texts), (family, texts)
+        page.screenshot(path=str(screenshots / "runs-table.png"))
+    finally:
+        page.context.close()
+
+
+def test_ui_saves_the_view_into_a_store_trained_before_it_existed(
+    store_template: Path, tmp_path: Path
+) -> None:
+    """An experiment without the view gets it from `metapredict ui` (written once); one
+    without runs of a task is left out."""
+    from mlflow import MlflowClient
+
+    settings = store_from_template(tmp_path / "store", store_template)
+    # a client of its own: connect() would point mlflow's global URIs at this store
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    experiment_id = client.create_experiment("dormancy")
+    assert view_tag_key() not in client.get_experiment(experiment_id).tags
+    links = headline_view_links(client, "http://127.0.0.1:5000")
+    assert list(links) == ["dormancy"]
+    tag = client.get_experiment(experiment_id).tags[view_tag_key()]
+    envelope = json.loads(tag)
+    columns = json.loads(envelope["state"])["selectedColumns"]
+    assert {f"metrics.`{m}`" for m in HEADLINE_COLUMNS["dormancy"]} <= set(columns)
+    assert headline_view_links(client, "http://127.0.0.1:5000") == links
+    again = client.get_experiment(experiment_id).tags[view_tag_key()]
+    assert again == tag  # not rewritten
+
+
+def test_models_tab_and_logged_model_page(
     trained_store: TrainedStore, ui_url: str, page: Any, screenshots: Path
 ) -> None:
     experiment_id, _ = _runs(trained_store, "tropism")
     ml = "workflowType=machine_learning"
-    page.goto(f"{ui_url}/#/experiments/{experiment_id}/runs?{ml}")
-    page.get_by_text("tropism-train").first.wait_for()
-    assert "Model training" in page.inner_text("body")  # not the GenAI overview
-    page.screenshot(path=str(screenshots / "runs-table.png"))
     page.goto(f"{ui_url}/#/experiments/{experiment_id}/models?{ml}")
     page.get_by_text("metapredict-tropism").first.wait_for()
     page.screenshot(path=str(screenshots / "models-tab.png"))

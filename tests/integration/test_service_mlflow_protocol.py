@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,9 +284,8 @@ def test_the_same_answers_as_mlflow_models_serve(
             rtol=1e-6,
             err_msg=name,
         )
-    # MLflow's server also refuses CSV for this model: its CSV parser needs a concrete pandas
-    # type per column, and the signature declares the numeric fields ``Any`` so that JSON
-    # integers are accepted (MLflow refuses int64 for ``double``). Ours scores CSV.
+    # MLflow's server also refuses CSV for this model (the next test shows why). Ours scores it.
+    assert "csv" in theirs_refused, "MLflow now scores CSV here: compare it, update the docs"
     assert set(theirs_refused) <= {"inputs", "inputs-columnar", "instances", "csv"}, reasons
     for path in ("/ping", "/health", "/version"):
         assert httpx.get(f"{mlflow_serve}{path}").status_code == client.get(path).status_code
@@ -297,3 +297,90 @@ def test_the_same_answers_as_mlflow_models_serve(
     assert theirs.status_code >= 400 and ours.status_code >= 400
     assert {"error_code", "message"} <= set(theirs.json())
     assert {"error_code", "message"} <= set(ours.json())
+
+
+def test_csv_mlflow_models_serve_refuses_ours_scores_as_mlflow_scores_the_same_rows(
+    mlflow_store: TrainedStore, client: TestClient, mlflow_serve: str, frame: pd.DataFrame
+) -> None:
+    """MLflow 3.17's scoring server reads CSV with ``pd.read_csv(dtype=schema.pandas_types())``,
+    and ``Schema.pandas_types()`` raises unless every input is a plain ``DataType``. The
+    signature declares the numeric fields ``Any``, because no ``DataType`` takes both integers
+    and fractions through ``pyfunc``: ``double`` refuses an int64 column ("Can not safely
+    convert int64 to float64", unless every value is 0 or 1), ``long`` refuses float64 (and its
+    JSON path truncates 54.5 to 54). So MLflow's own server cannot score CSV for a model that
+    takes the README's integer patient. Ours takes the same CSV and answers as MLflow's server
+    answers the same rows sent as JSON."""
+    from mlflow.models import get_model_info
+    from mlflow.types.schema import AnyType
+
+    from metapredict.registry.pyfunc import numeric_features
+
+    signature = get_model_info(_model_uri(mlflow_store, "tropism")).signature
+    assert signature is not None and signature.inputs is not None
+    types = {spec.name: spec.type for spec in signature.inputs.inputs}
+    assert all(isinstance(types[name], AnyType) for name in numeric_features())
+
+    csv = frame.to_csv(index=False)
+    headers = {"content-type": "text/csv"}
+    theirs = httpx.post(f"{mlflow_serve}/invocations", content=csv, headers=headers, timeout=60)
+    assert theirs.status_code == 400, theirs.text
+    assert "some of the inputs types are not DataType" in theirs.json()["message"]
+
+    ours = client.post("/invocations", content=csv, headers=headers)
+    assert ours.status_code == 200, ours.text
+    split = frame.to_json(orient="split", index=False)
+    as_json = httpx.post(
+        f"{mlflow_serve}/invocations",
+        content=json.dumps({"dataframe_split": json.loads(split)}),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert as_json.status_code == 200, as_json.text
+    np.testing.assert_allclose(
+        _predictions(ours.json()).to_numpy(), _predictions(as_json.json()).to_numpy(), rtol=1e-6
+    )
+
+
+def test_no_mlflow_data_type_takes_integers_and_fractions_through_pyfunc(tmp_path: Path) -> None:
+    """Why the signature says ``Any`` (and so why MLflow's server cannot read CSV for it): with
+    MLflow 3.17, a ``double`` field refuses an int64 column (the README's ``age_years: 54``,
+    built into a DataFrame by pandas), a ``long`` field refuses fractions, and only ``Any``
+    takes both. If MLflow ever accepts int64 for ``double``, this fails: then declare the
+    numeric fields ``double``, and MLflow's server will score CSV too."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    with warnings.catch_warnings():  # "add type hints": not the point here
+        warnings.simplefilter("ignore", UserWarning)
+
+        class EchoAge(mlflow.pyfunc.PythonModel):
+            # no type hints: MLflow would build its own signature from them
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                return model_input[["age_years"]].astype(float)
+
+    integers = pd.DataFrame({"age_years": [54, 61]})
+    fractions = pd.DataFrame({"age_years": [54.5, 61.0]})
+    outputs = Schema([ColSpec("double", "age_years")])
+    accepted = {}
+    for name, kind in (("double", "double"), ("long", "long"), ("Any", AnyType())):
+        path = tmp_path / name
+        signature = ModelSignature(inputs=Schema([ColSpec(kind, "age_years")]), outputs=outputs)
+        with warnings.catch_warnings():  # "add type hints", "no input example": not the point
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.pyfunc.save_model(str(path), python_model=EchoAge(), signature=signature)
+        model = mlflow.pyfunc.load_model(str(path))
+        accepted[name] = set()
+        for label, rows in (("integers", integers), ("fractions", fractions)):
+            try:
+                model.predict(rows)
+            except MlflowException as err:
+                assert "Can not safely convert" in str(err), err
+            else:
+                accepted[name].add(label)
+    assert accepted == {
+        "double": {"fractions"},
+        "long": {"integers"},
+        "Any": {"integers", "fractions"},
+    }

@@ -80,3 +80,71 @@ def test_mlproject_retrain_entry_exits_0_for_decisions_and_nonzero_for_errors(
     codes.extend([0, 3, 4, 5, 1, 2])
     argv = ["tropism", "--data", "d.parquet"]
     assert [main(argv) for _ in range(6)] == [0, 0, 0, 0, 1, 2]
+
+
+def test_the_headline_view_is_mlflows_saved_view_envelope_with_metric_columns() -> None:
+    import json
+
+    from metapredict.registry.ui_view import (
+        HEADLINE_COLUMNS,
+        HEADLINE_VIEW_ID,
+        view_link,
+        view_tag_key,
+        view_tag_value,
+    )
+
+    assert view_tag_key() == f"mlflow.sharedViewState.{HEADLINE_VIEW_ID}"
+    envelope = json.loads(view_tag_value("tropism", 1_700_000_000_000))
+    assert envelope["name"] == "Headline metrics"
+    assert envelope["createdAt"] == 1_700_000_000_000
+    columns = json.loads(envelope["state"])["selectedColumns"]
+    assert columns[0] == "attributes.`Models`"
+    assert columns[1:] == [f"metrics.`{m}`" for m in HEADLINE_COLUMNS["tropism"]]
+    assert all(m.startswith(("cv_", "test_")) for m in HEADLINE_COLUMNS["dormancy"])
+    assert view_link("http://127.0.0.1:5000/", "7") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={HEADLINE_VIEW_ID}"
+    )
+
+
+class _FakeClient:
+    """Just the two MLflow client calls the view needs; optionally refusing writes."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.tags: dict[str, str] = {}
+        self.writes = 0
+        self.refuse = refuse
+
+    def get_experiment(self, experiment_id: str) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(tags=dict(self.tags))
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        if self.refuse:
+            raise MlflowException("UNIQUE constraint failed: experiment_tags")
+        self.writes += 1
+        self.tags[key] = value
+
+
+def test_the_view_is_written_once_and_a_refused_write_never_fails_a_job(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from metapredict.registry.ui_view import (
+        ensure_headline_view,
+        try_ensure_headline_view,
+        view_tag_key,
+    )
+
+    client = _FakeClient()
+    ensure_headline_view(client, "1", "dormancy")
+    ensure_headline_view(client, "1", "dormancy")
+    assert client.writes == 1 and view_tag_key() in client.tags
+    ensure_headline_view(client, "1", "tropism")  # another task's columns: rewritten
+    assert client.writes == 2
+    refusing = _FakeClient(refuse=True)
+    with caplog.at_level("WARNING"):
+        try_ensure_headline_view(refusing, "1", "tropism")
+    assert "could not save the headline-metrics view of tropism" in caplog.text

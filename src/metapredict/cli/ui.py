@@ -2,7 +2,9 @@
 
 ``mlflow server`` starts many workers and a job runner by default (~3 GB measured); one worker
 and no job execution need ~490 MB. The command is built by :func:`ui_command` (pure, tested);
-the CLI replaces itself with it (``exec``), in the foreground until Ctrl-C.
+the CLI replaces itself with it (``exec``), in the foreground until Ctrl-C. Before that it saves
+each task experiment's "Headline metrics" view (:mod:`metapredict.registry.ui_view`) and prints,
+on stderr, a link per task that opens the runs table on it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def ui_command(
     return UICommand(argv=argv, env=env)
 
 
+def _echo_view_links(settings: StoreSettings, base_url: str) -> None:
+    """On stderr, each task's runs table opened on the saved view with its headline metrics as
+    columns (written into the experiment first: :mod:`metapredict.registry.ui_view`)."""
+    from metapredict.registry.store import connect
+    from metapredict.registry.ui_view import headline_view_links
+
+    client, _, _ = connect(settings)
+    for task, link in headline_view_links(client, base_url).items():
+        typer.echo(f"  {task} runs, headline metrics as columns: {link}", err=True)
+
+
 def ui(
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Interface to bind (local only)."),
     port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535),
@@ -76,6 +89,7 @@ def ui(
     if store_kind(uri) == "http":
         # A tracking server serves its own UI: nothing to start, print where it is.
         typer.echo(f"the tracking server serves the MLflow UI at {uri}", err=True)
+        _echo_view_links(settings, uri)
         typer.echo(uri)
         return
     from metapredict.cli.preflight import missing_store, port_problem
@@ -92,5 +106,6 @@ def ui(
         "(Ctrl-C to stop; docs/mlflow-ui.md shows where to click)",
         err=True,
     )
+    _echo_view_links(settings, f"http://{host}:{port}")
     # Replace this process (no idle Python parent holding ~200 MB; signals reach the server).
     os.execve(command.argv[0], command.argv, command.env)

@@ -25,6 +25,7 @@ from metapredict.registry.store import (
     model_name,
     scratch_dir,
 )
+from metapredict.registry.ui_view import try_ensure_headline_view
 from metapredict.settings import StoreSettings, project_root
 
 logger = logging.getLogger(__name__)
@@ -302,6 +303,7 @@ def start_job_run(
     client, _, root = connect(settings)
     exp = experiment_id(client, task, root)
     mark_training_experiment(client, exp)
+    try_ensure_headline_view(client, exp, task)
     with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
         job = JobRun(run.info.run_id, task, client, exp, settings)
         job.set_tags({**tags, "git_commit": git_commit()})
