@@ -150,30 +150,29 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         if "booster_" not in self.__dict__:  # check_is_fitted costs microseconds per call
             check_is_fitted(self, "booster_")
 
-    @property
-    def model_(self) -> HazardModel:
-        """The fitted model this estimator predicts with (what a predictor stores and serves;
-        built on first use from the fitted attributes, never refitted)."""
-        self._fitted()
-        model: HazardModel | None = self.__dict__.get("_model")
-        if model is None:
-            model = self._model = HazardModel(
-                self.booster_,
-                int(self.n_features_in_),
-                interval_months=self.interval_months,
-                max_months=self.max_months,
-                calibrator=self._calibration(),
-                n_person_periods=int(self.__dict__.get("n_person_periods_", 0)),
-                params=plain_params(self.get_params(deep=False)),
-            )
-        return model
+    def _model(self) -> HazardModel:
+        """``model_``, the fitted model this estimator predicts with (what a predictor stores
+        and serves), from the fitted booster and calibration."""
+        return HazardModel(
+            self.booster_,
+            int(self.n_features_in_),
+            interval_months=self.interval_months,
+            max_months=self.max_months,
+            calibrator=self._calibration(),
+            n_person_periods=int(self.__dict__.get("n_person_periods_", 0)),
+            params=plain_params(self.get_params(deep=False)),
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "booster_" in self.__dict__ and "model_" not in self.__dict__:
+            self.model_ = self._model()  # pickled before the fitted model existed
 
     def fit(self, X: ArrayLike, y: Any, *, held_out: tuple[ArrayLike, Any] | None = None) -> Self:
         """Fit the hazard booster, then its calibration (``held_out``: calibrate on those
         patients' person-period rows instead of out-of-fold ones)."""
         # The fitted model (and its fast handles) holds the booster being replaced.
-        self.__dict__.pop("_model", None)
-        self.__dict__.pop("_rows", None)
+        self.__dict__.pop("model_", None)
         if self.calibration not in {"auto", "sigmoid", "none"}:
             raise ValueError("calibration must be 'auto', 'sigmoid' or 'none'")
         for h in (*HORIZONS, LATE_FROM, LATE_TO):
@@ -209,6 +208,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
                 self.calibrator_ = choose_calibration(
                     margins, targets, self.calibration, self.random_state
                 )
+        self.model_ = self._model()
         return self
 
     def _held_out_margins(
@@ -261,7 +261,8 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
 
     def hazards(self, X: ArrayLike, *, upto_months: float | None = None) -> FloatArray:
         """Per-interval hazard, (n, intervals) up to ``upto_months`` (default: max)."""
-        return self.model_.hazards(self._matrix(X), upto_months=upto_months)
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.hazards(arr, upto_months=upto_months)
 
     def _calibration(self) -> Platt:
         """The hazard's Platt scaling (identity for a model fitted before it existed)."""
@@ -270,11 +271,13 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
 
     def cumulative_risk(self, X: ArrayLike, months: Sequence[float] = HORIZONS) -> FloatArray:
         """P(distant relapse by each of ``months``), (n, len(months))."""
-        return self.model_.cumulative_risk(self._matrix(X), months)
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.cumulative_risk(arr, months)
 
     def predict_outputs(self, X: ArrayLike) -> FloatArray:
         """(n, 4): cumulative risk at 36, 60, 120 months and P(relapse in (60,120] | free at 60)."""
-        return self.model_.predict_outputs(self._matrix(X))
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.predict_outputs(arr)
 
     def predict(self, X: ArrayLike) -> FloatArray:
         result: FloatArray = self.cumulative_risk(X, (HORIZONS[-1],))[:, 0]
@@ -285,7 +288,8 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
 
         Shape (n, n_features + 1); the last entry is the bias (which absorbs the time term).
         """
-        return self.model_.contributions(self._matrix(X), at_months=at_months)
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.contributions(arr, at_months=at_months)
 
     def feature_importance(self) -> FloatArray:
         check_is_fitted(self, "booster_")

@@ -159,8 +159,7 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         labels, to calibrate on instead of out-of-fold margins: the bootstrap members'
         out-of-bag patients, no extra fits)."""
         # The fitted model (and its fast handles) holds the boosters being replaced.
-        self.__dict__.pop("_model", None)
-        self.__dict__.pop("_rows", None)
+        self.__dict__.pop("model_", None)
         if self.calibration not in {"auto", "sigmoid", "none"}:
             raise ValueError("calibration must be 'auto', 'sigmoid' or 'none'")
         X_arr, Y = validate_data(
@@ -195,26 +194,27 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             fitted = [site(k) for k in range(Y.shape[1])]
         self.boosters_: list[lgb.Booster] = [booster for booster, _ in fitted]
         self.calibrators_: list[Platt] = [calibrator for _, calibrator in fitted]
+        self.model_ = self._model()
         return self
 
     def _fitted(self) -> None:
         if "boosters_" not in self.__dict__:  # check_is_fitted costs microseconds per call
             check_is_fitted(self, "boosters_")
 
-    @property
-    def model_(self) -> TropismModel:
-        """The fitted model this estimator predicts with (what a predictor stores and serves;
-        built on first use from the fitted attributes, never refitted)."""
-        self._fitted()
-        model: TropismModel | None = self.__dict__.get("_model")
-        if model is None:
-            model = self._model = TropismModel(
-                self.boosters_,
-                self.calibrators_,
-                int(self.n_features_in_),
-                params=plain_params(self.get_params(deep=False)),
-            )
-        return model
+    def _model(self) -> TropismModel:
+        """``model_``, the fitted model this estimator predicts with (what a predictor stores
+        and serves), from the fitted boosters and calibrations."""
+        return TropismModel(
+            self.boosters_,
+            self.calibrators_,
+            int(self.n_features_in_),
+            params=plain_params(self.get_params(deep=False)),
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "boosters_" in self.__dict__ and "model_" not in self.__dict__:
+            self.model_ = self._model()  # pickled before the fitted model existed
 
     def _check(self, X: ArrayLike) -> FloatArray:
         """``X`` checked against the fit (the fast path's small float64 matrices as they are)."""
@@ -229,10 +229,12 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def margins(self, X: ArrayLike) -> FloatArray:
         """Calibrated log-odds per site, (n, sites)."""
-        return self.model_.margins(self._check(X))
+        arr = self._check(X)  # checks the fit first
+        return self.model_.margins(arr)
 
     def predict_proba(self, X: ArrayLike) -> FloatArray:
-        return self.model_.predict_proba(self._check(X))
+        arr = self._check(X)  # checks the fit first
+        return self.model_.predict_proba(arr)
 
     def predict(self, X: ArrayLike) -> NDArray[np.bool_]:
         return self.predict_proba(X) >= 0.5
@@ -243,7 +245,8 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         Shape (n, sites, n_features + 1); the last entry is the bias. Each row sums to the
         site's calibrated log-odds.
         """
-        return self.model_.contributions(self._check(X))
+        arr = self._check(X)  # checks the fit first
+        return self.model_.contributions(arr)
 
     def feature_importance(self) -> FloatArray:
         """Total gain per feature, summed over sites, normalised to 1."""
