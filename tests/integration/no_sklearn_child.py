@@ -9,6 +9,11 @@ replaces ``pickle.load`` / ``pickle.loads`` with functions that raise. It reads
 stdout: what the blocker blocked, each champion's predictions made through
 ``registry.loader.load``, the service's answers (the app factory the ``serve`` command runs, in a
 ``TestClient``), and the third-party modules imported by the end.
+
+``python no_sklearn_child.py pyfunc`` loads the champions through MLflow's generic
+``mlflow.pyfunc.load_model`` instead (the models-from-code flavour) and writes its predictions.
+MLflow imports cloudpickle itself, at import, so this mode blocks scikit-learn and joblib only;
+the pickle tripwire still shows nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-BLOCKED = ("sklearn", "joblib", "cloudpickle")
+BLOCKED = ["sklearn", "joblib", "cloudpickle"]
 
 
 class _Blocker(importlib.abc.MetaPathFinder):
@@ -58,19 +63,42 @@ def _blocked() -> dict[str, bool]:
 
 
 def main() -> None:
+    pyfunc = sys.argv[1:] == ["pyfunc"]
+    if pyfunc:
+        BLOCKED.remove("cloudpickle")
     for name in [m for m in sys.modules if m.split(".")[0] in BLOCKED]:
         del sys.modules[name]
     sys.meta_path.insert(0, _Blocker())
     pickle.load = _tripwire
     pickle.loads = _tripwire
     blocked = _blocked()
+    request = json.load(sys.stdin)
+    result = _pyfunc(request) if pyfunc else _native(request)
+    imported = sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED))
+    json.dump({"blocked": blocked, **result, "imported": imported}, sys.stdout)
 
+
+def _pyfunc(request: dict[str, Any]) -> dict[str, Any]:
+    import mlflow
+    import pandas as pd
+
+    from metapredict.registry.store import model_name
+    from metapredict.settings import get_store_settings
+
+    mlflow.set_tracking_uri(get_store_settings().tracking_uri)
+    out = {}
+    for task, records in request["patients"].items():
+        model = mlflow.pyfunc.load_model(f"models:/{model_name(task)}@champion")
+        out[task] = model.predict(pd.DataFrame(records)).to_numpy().tolist()
+    return {"pyfunc": out}
+
+
+def _native(request: dict[str, Any]) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from metapredict.cli.workers import APP_FACTORY
     from metapredict.registry.loader import load
 
-    request = json.load(sys.stdin)
     predictions: dict[str, Any] = {}
     for task, records in request["patients"].items():
         predictor = load(task)
@@ -94,16 +122,7 @@ def main() -> None:
             answer = client.post(f"/v1/predict/{task}", json={"patients": records[:2]})
             served[task] = {"status": answer.status_code, "body": answer.json()}
 
-    imported = sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED))
-    json.dump(
-        {
-            "blocked": blocked,
-            "predictions": predictions,
-            "served": served,
-            "imported": imported,
-        },
-        sys.stdout,
-    )
+    return {"predictions": predictions, "served": served}
 
 
 if __name__ == "__main__":

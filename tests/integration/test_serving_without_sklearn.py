@@ -5,6 +5,8 @@ unimportable and ``pickle.load``/``pickle.loads`` raise, then loads both champio
 store with ``registry.loader.load`` and serves through the app factory the ``serve`` command
 runs. Its predictions and the service's answers must equal, to the last bit, what this
 (ordinary) process computes from the same store, and no blocked package may have been imported.
+A second child loads the champions through MLflow's ``pyfunc.load_model`` (models-from-code)
+with scikit-learn and joblib blocked (MLflow imports cloudpickle itself) and pickle tripped.
 """
 
 from __future__ import annotations
@@ -71,17 +73,13 @@ def _expected(trained_store: TrainedStore, patients: dict[str, list[dict[str, An
     return predictions, served
 
 
-def test_champions_load_and_serve_without_sklearn_or_pickle(
-    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = trained_store.settings
-    monkeypatch.setenv("METAPREDICT_TRACKING_URI", settings.tracking_uri)
-    monkeypatch.setenv("METAPREDICT_ARTIFACT_ROOT", settings.artifact_root)
-    patients = _records(trained_store)
+def _child(
+    trained_store: TrainedStore, patients: dict[str, list[dict[str, Any]]], *args: str
+) -> Any:
     done = subprocess.run(
-        [sys.executable, str(CHILD)],
+        [sys.executable, str(CHILD), *args],
         input=json.dumps({"patients": patients}),
-        env=cli_env(settings),
+        env=cli_env(trained_store.settings),
         capture_output=True,
         text=True,
         timeout=300,
@@ -89,7 +87,17 @@ def test_champions_load_and_serve_without_sklearn_or_pickle(
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    child = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_champions_load_and_serve_without_sklearn_or_pickle(
+    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = trained_store.settings
+    monkeypatch.setenv("METAPREDICT_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("METAPREDICT_ARTIFACT_ROOT", settings.artifact_root)
+    patients = _records(trained_store)
+    child = _child(trained_store, patients)
 
     # the blocker really blocks: the test could fail
     assert child["blocked"] == {
@@ -109,4 +117,20 @@ def test_champions_load_and_serve_without_sklearn_or_pickle(
         assert child["served"][task] == served[task], f"{task} answers differ"
         assert len(child["served"][task]["body"]["patients"]) == 2
     # nothing scikit-learn, joblib or cloudpickle was imported in the child, to the end
+    assert child["imported"] == []
+
+
+def test_the_pyfunc_flavour_loads_without_sklearn_or_pickle(trained_store: TrainedStore) -> None:
+    import mlflow
+
+    from metapredict.registry.store import model_name
+
+    patients = _records(trained_store)
+    child = _child(trained_store, patients, "pyfunc")
+    assert child["blocked"] == {"sklearn": True, "joblib": True, "pickle.loads": True}
+    mlflow.set_tracking_uri(trained_store.settings.tracking_uri)
+    for task in TASKS:
+        model = mlflow.pyfunc.load_model(f"models:/{model_name(task)}@champion")
+        expected = model.predict(pd.DataFrame(patients[task])).to_numpy().tolist()
+        assert child["pyfunc"][task] == expected, f"{task} pyfunc predictions differ"
     assert child["imported"] == []
