@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,9 @@ from metapredict import features, schema
 from metapredict.feature_encoder import FeatureEncoder
 from metapredict.models.dormancy import OUTPUT_NAMES, DiscreteTimeHazard
 from metapredict.models.hazard_model import HazardModel
+from metapredict.models.intervals import BootstrapEnsemble
 from metapredict.models.tropism import TropismClassifier
+from metapredict.models.tropism_model import TropismModel
 from metapredict.predictor import Predictor
 from tests.support import types_of
 
@@ -197,3 +200,38 @@ def test_a_model_saved_before_schema_2_loads_with_what_it_was_trained_on(
     # a zero fraction is inside the range, as for new models
     assert loaded.feature_ranges["t_cells_cd8"] == (0.0, 0.3)
     assert loaded.out_of_range([{"t_cells_cd8": 0.0, "platelet_count": 250.0}]) == [[]]
+
+
+def test_a_pickle_saved_before_the_fitted_models_predicts_the_same(
+    training_rows: pd.DataFrame, probe: pd.DataFrame
+) -> None:
+    """Old pickles (loaded only with ``METAPREDICT_ALLOW_PICKLE=1``) hold the training
+    estimator, without ``model_``: unpickled, the estimator rebuilds it, and the predictor and
+    the interval ensemble take it, predicting what the estimator predicted."""
+    relapsed = training_rows[training_rows[EVENT]]
+    types = types_of(relapsed)
+    estimator = TropismClassifier(n_estimators=5, calibration="sigmoid", calibration_folds=2)
+    estimator.fit(
+        features.encode_frame(relapsed, types), relapsed[list(schema.site_columns())].to_numpy()
+    )
+    X = features.encode_frame(probe, types)
+    expected = estimator.predict_proba(X)
+    del estimator.__dict__["model_"]  # as pickled before fitted models existed
+    old_estimator = pickle.loads(pickle.dumps(estimator))
+    assert isinstance(old_estimator.model_, TropismModel)
+
+    predictor = Predictor.__new__(Predictor)
+    predictor.__setstate__(
+        {
+            "task": "tropism",
+            "estimator": old_estimator,
+            "feature_ranges": {},
+            "categories": {"cancer_type": types, "stage": schema.STAGES},
+            "sites": schema.sites(),
+        }
+    )
+    ensemble = BootstrapEnsemble.__new__(BootstrapEnsemble)
+    ensemble.__setstate__({"members": [old_estimator, old_estimator], "level": 0.9})
+    assert isinstance(predictor.model, TropismModel)
+    assert all(isinstance(m, TropismModel) for m in ensemble.members)
+    np.testing.assert_array_equal(predictor.predict_matrix(X), expected)
