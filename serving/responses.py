@@ -13,8 +13,8 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from metapredict import schema
-from metapredict.tasks import HORIZONS
 from metapredict.predictor import Predictor
+from metapredict.tasks import HORIZONS
 from serving.request_model import ID_FIELD
 
 FloatArray = NDArray[np.float64]
