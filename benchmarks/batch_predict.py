@@ -81,7 +81,7 @@ def floor_seconds(predictor: Any, path: Path) -> tuple[float, float]:
     alone, site + the intervals' spread and centre Boosters)."""
     from metapredict import batch_scoring
 
-    boosters = list(predictor.estimator.boosters_)
+    boosters = list(predictor.model.boosters)
     spread = list(getattr(predictor.intervals, "spread_boosters", None) or [])
     spread += list(getattr(predictor.intervals, "centre_boosters", None) or [])
     main_s = spread_s = 0.0

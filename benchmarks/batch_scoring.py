@@ -77,7 +77,7 @@ def run(opts: PartOptions, store: Path | None = None) -> Report:
 
     frame = simulate_cohort(patients, 11, default_config())[list(schema.feature_columns())]
     X = predictor.encode_frame(frame)
-    boosters = predictor.estimator.boosters_
+    boosters = predictor.model.boosters
     methods: dict[str, Callable[[], Any]] = {
         FLOOR: lambda: [b.predict(X, raw_score=True) for b in boosters],
         MATRIX: lambda: predictor.predict_matrix(predictor.encode_frame(frame)),

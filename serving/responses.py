@@ -12,8 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from metapredict import metrics, schema
+from metapredict import schema
 from metapredict.predictor import Predictor
+from metapredict.tasks import HORIZONS
 from serving.request_model import ID_FIELD
 
 FloatArray = NDArray[np.float64]
@@ -250,10 +251,10 @@ def dormancy_patients(
 ) -> list[dict[str, Any]]:
     """Per patient, the answer; ``bounds`` (n, outputs, 2) are the intervals (None: none)."""
     names = predictor.feature_names
-    n_h = len(metrics.HORIZONS)
+    n_h = len(HORIZONS)
     groups = predictor.risk_group(outputs[:, n_h - 1])
     warnings = _warnings(predictor, records)
-    horizons = [str(h) for h in metrics.HORIZONS]
+    horizons = [str(h) for h in HORIZONS]
     values = outputs.tolist()
     limits = bounds.tolist() if bounds is not None else None
     if contributions is not None:

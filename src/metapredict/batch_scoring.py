@@ -38,8 +38,8 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from metapredict import schema
-from metapredict.metrics import HORIZONS
 from metapredict.predictor import Predictor
+from metapredict.tasks import HORIZONS
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -7,13 +7,16 @@ The matrix has one column per schema feature (:func:`schema.feature_columns`), i
 * extras hold their value, NaN when missing (LightGBM handles missing values natively; the
   linear baselines impute);
 * ``cancer_type`` holds the index of the label among the model's own cancer types (the ones it
-  saw in training, :attr:`FeatureEncoder.categories_`), NaN for a label it never saw;
+  saw in training, :attr:`~metapredict.feature_encoder.FeatureEncoder.categories_`), NaN for
+  a label it never saw;
 * ``stage`` holds its index in :data:`schema.STAGES` (I=0 ... IV=3, an ordinal code that is
   the same for every model), NaN when missing;
 * ``age_years`` its value, NaN when missing.
 
 Two entry points build the identical matrix: :func:`encode_frame` (cohorts, batches) and
-:func:`encode_records` (the HTTP request path, without building a DataFrame).
+:func:`encode_records` (the HTTP request path, without building a DataFrame). Plain functions
+of numpy and pandas: a loaded model encodes with them and no scikit-learn
+(:class:`~metapredict.feature_encoder.FeatureEncoder` is the training-time transformer).
 """
 
 from __future__ import annotations
@@ -21,15 +24,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cache
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from metapredict import schema
-from metapredict.feature_profile import private_range
 
 FloatArray = NDArray[np.float64]
 
@@ -143,39 +144,3 @@ def encode_records(
         values.append(row)
     out[:, len(lm22) :] = np.array(values, dtype=float).reshape(n, len(rest))
     return out
-
-
-class FeatureEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """sklearn transformer: schema frame -> model matrix; remembers what training saw.
-
-    ``categories_`` holds, per categorical column, the labels seen in training (the model's
-    cancer types fix their codes). ``feature_ranges_`` maps each non-categorical feature to the
-    range of the *raw* values seen in training (fractions, not their CLR), used to warn about
-    out-of-range inputs: the central 99.8 %, rounded outwards so that no bound is a patient's
-    value (:func:`metapredict.feature_profile.private_range`); an LM22 range always starts at
-    0, since CIBERSORT reports exact zeros for cell types it does not detect and a zero is never
-    unusual.
-    """
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> Self:
-        vocab = set(schema.categorical_columns())
-        lm22 = set(schema.lm22_columns())
-        self.feature_names_out_ = np.array(feature_names(), dtype=object)
-        self.categories_ = observed_categories(X)
-        self.feature_ranges_: dict[str, tuple[float, float]] = {}
-        for name in feature_names():
-            if name in vocab or name not in X.columns:
-                continue
-            values = pd.to_numeric(X[name], errors="coerce").to_numpy(dtype=float)
-            info = schema.column_info(name)
-            found = private_range(values, minimum=info.minimum, maximum=info.maximum)
-            if found is not None:
-                low, high = found
-                self.feature_ranges_[name] = (0.0 if name in lm22 else low, high)
-        return self
-
-    def transform(self, X: pd.DataFrame) -> FloatArray:
-        return encode_frame(X, self.categories_[CANCER_TYPE])
-
-    def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
-        return np.array(feature_names(), dtype=object)

@@ -14,10 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from metapredict.tasks import HORIZONS as HORIZONS
+
 FloatArray = NDArray[np.float64]
 
-#: Horizons (months) at which cumulative relapse risk is predicted and scored.
-HORIZONS: tuple[int, ...] = (36, 60, 120)
 #: The horizon whose cumulative risk orders patients for concordance.
 CONCORDANCE_HORIZON = 120
 

@@ -23,6 +23,7 @@ from metapredict.evaluation import (
     evaluate_oracle,
     prepare,
 )
+from metapredict.feature_encoder import FeatureEncoder
 from metapredict.models.baselines import CoxBaseline, LogisticTropism
 from metapredict.models.dormancy import DiscreteTimeHazard, survival_arrays
 from metapredict.models.ensemble import IntervalConfig, fit_ensemble
@@ -232,10 +233,10 @@ def build_predictor(
     estimator's own hyperparameters, boosted for twice its rounds when bias-corrected
     (``intervals``, default :class:`IntervalConfig`; see ``models.ensemble``)."""
     train_frame = data.frame.iloc[data.train]
-    ranges = features.FeatureEncoder().fit(train_frame).feature_ranges_
+    ranges = FeatureEncoder().fit(train_frame).feature_ranges_
     predictor = Predictor(
         task=config.task,
-        estimator=estimator,
+        model=estimator.model_,
         feature_ranges=ranges,
         categories=dict(data.categories),
         sites=data.sites,

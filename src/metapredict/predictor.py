@@ -1,13 +1,16 @@
-"""The fitted, servable model of one task: encoding + estimator + what serving needs to know.
+"""The fitted, servable model of one task: encoding + fitted model + what serving needs to know.
 
-A :class:`Predictor` is what the registry stores and loads. It predicts from a schema frame
+A :class:`Predictor` is what the registry stores and loads. It holds the task's fitted model
+(:class:`~metapredict.models.tropism_model.TropismModel` or
+:class:`~metapredict.models.hazard_model.HazardModel`, what the training estimators leave behind)
+and imports no scikit-learn: loading and serving a model need none. It predicts from a schema frame
 (``predict``) or straight from an encoded matrix (``predict_matrix``, the request path), and
 explains each output with signed per-feature contributions in log-odds.
 
-It also records what it was trained on, which the service builds its request validation from:
-the cancer types it saw (``categories["cancer_type"]``; their order fixes the codes), the
-stages it answers for (``categories["stage"]``: dormancy never stage IV) and, for tropism, the
-sites it predicts (any subset of the schema's eight).
+It also records what it was trained on, which the service builds its request validation from: the
+cancer types it saw (``categories["cancer_type"]``; their order fixes the codes), the stages it
+answers for (``categories["stage"]``: dormancy never stage IV) and, for tropism, the sites it
+predicts (any subset of the schema's eight).
 """
 
 from __future__ import annotations
@@ -21,10 +24,9 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from metapredict import features, schema
-from metapredict.models.dormancy import OUTPUT_NAMES as DORMANCY_OUTPUTS
-from metapredict.models.dormancy import DiscreteTimeHazard
-from metapredict.models.ensemble import BootstrapEnsemble
-from metapredict.models.tropism import TropismClassifier
+from metapredict.models.hazard_model import OUTPUT_NAMES as DORMANCY_OUTPUTS
+from metapredict.models.intervals import BootstrapEnsemble, FittedModel
+from metapredict.models.tropism_model import TropismModel
 from metapredict.tasks import Task
 
 FloatArray = NDArray[np.float64]
@@ -59,7 +61,8 @@ class ModelInfo:
 @dataclass
 class Predictor:
     task: Task
-    estimator: TropismClassifier | DiscreteTimeHazard
+    #: the fitted model (a training estimator's ``model_``)
+    model: FittedModel
     feature_ranges: dict[str, tuple[float, float]]
     schema_version: str = schema.SCHEMA_VERSION
     feature_names: tuple[str, ...] = field(default_factory=features.feature_names)
@@ -77,8 +80,11 @@ class Predictor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, filling what older models did not record (categories and sites before
-        schema 2.0.0; intervals before they existed: None)."""
+        schema 2.0.0; intervals before they existed: None; the training estimator itself
+        before the fitted models existed: its ``model_``)."""
         state.setdefault("intervals", None)
+        if "estimator" in state:
+            state["model"] = state.pop("estimator").model_
         if "categories" not in state:
             state["categories"] = {"cancer_type": LEGACY_CANCER_TYPES, "stage": LEGACY_STAGES}
             state["sites"] = schema.sites() if state.get("task") == "tropism" else ()
@@ -145,11 +151,11 @@ class Predictor:
 
     def predict_matrix(self, X: FloatArray) -> FloatArray:
         """(n, outputs): site probabilities, or risks at 36/60/120 months and late relapse."""
-        if isinstance(self.estimator, TropismClassifier):
-            margins = self.estimator.margins(X)
+        if isinstance(self.model, TropismModel):
+            margins = self.model.margins(X)
             result: FloatArray = 1.0 / (1.0 + np.exp(-margins))
             return result
-        return self.estimator.predict_outputs(X)
+        return self.model.predict_outputs(X)
 
     def interval_bounds(self, X: FloatArray, outputs: FloatArray) -> FloatArray | None:
         """(n, outputs, 2) lower and upper bounds around ``outputs`` (this model's prediction for
@@ -168,9 +174,9 @@ class Predictor:
 
     def contributions_matrix(self, X: FloatArray) -> FloatArray:
         """(n, explained outputs, features + 1) signed log-odds contributions; last = bias."""
-        if isinstance(self.estimator, TropismClassifier):
-            return self.estimator.contributions(X)
-        return self.estimator.contributions(X)[:, None, :]
+        if isinstance(self.model, TropismModel):
+            return self.model.contributions(X)
+        return self.model.contributions(X)[:, None, :]
 
     def predict_and_explain(self, X: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Outputs and contributions together, as cheaply as possible.
@@ -179,10 +185,10 @@ class Predictor:
         runs once per row; for dormancy the hazard curve and the contributions at 60 months.
         """
         contributions = self.contributions_matrix(X)
-        if isinstance(self.estimator, TropismClassifier):
+        if isinstance(self.model, TropismModel):
             outputs: FloatArray = 1.0 / (1.0 + np.exp(-contributions.sum(axis=2)))
         else:
-            outputs = self.estimator.predict_outputs(X)
+            outputs = self.model.predict_outputs(X)
         return outputs, contributions
 
     def risk_group(self, risk_120: FloatArray) -> list[str]:

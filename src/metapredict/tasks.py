@@ -7,6 +7,10 @@ from typing import Literal
 Task = Literal["tropism", "dormancy"]
 TASKS: tuple[Task, ...] = ("tropism", "dormancy")
 
+#: Horizons (months) at which the dormancy task predicts (and is scored on) cumulative relapse
+#: risk.
+HORIZONS: tuple[int, ...] = (36, 60, 120)
+
 #: Stage groups in order (the schema's vocabulary; repeated here so this module stays light,
 #: and checked against ``schema.STAGES`` by a test).
 _STAGES = ("I", "II", "III", "IV")

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metapredict.metrics import HORIZONS
 from metapredict.sizing import AUTO, Auto
+from metapredict.tasks import HORIZONS
 from metapredict.tasks import TASKS as TASKS
 from metapredict.tasks import Task as Task
 

@@ -216,7 +216,7 @@ def test_train_cli_trains_on_a_user_cohort_file(tmp_store: Any, tmp_path: Path) 
         result.output.split()
     )
     predictor = registry.load("tropism", "champion", tmp_store)
-    assert predictor.estimator.n_estimators == 30
+    assert predictor.model.params["n_estimators"] == 30
     client = MlflowClient(tracking_uri=tmp_store.tracking_uri)
     run = client.get_run(predictor.info.run_id)
     assert run.data.tags["data_source"] == str(data.resolve())

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metapredict import features, schema
+from metapredict import schema
+from metapredict.feature_encoder import FeatureEncoder
 from metapredict.feature_profile import build_profile, private_edges, private_range
 from metapredict.predictor import Predictor
 
@@ -33,7 +34,7 @@ def _training_values(frame: pd.DataFrame, name: str) -> set[float]:
 
 
 def test_no_stored_range_bound_is_a_training_value(cohort: pd.DataFrame) -> None:
-    ranges = features.FeatureEncoder().fit(cohort).feature_ranges_
+    ranges = FeatureEncoder().fit(cohort).feature_ranges_
     assert "age_years" in ranges and len(ranges) > 20
     for name, (low, high) in ranges.items():
         seen = _training_values(cohort, name) - _schema_bounds(name)
@@ -76,8 +77,8 @@ def test_a_bound_is_clipped_to_the_schema() -> None:
 
 
 def test_range_warnings_still_flag_unusual_values(cohort: pd.DataFrame) -> None:
-    ranges = features.FeatureEncoder().fit(cohort).feature_ranges_
-    predictor = Predictor(task="tropism", estimator=None, feature_ranges=ranges)  # type: ignore[arg-type]
+    ranges = FeatureEncoder().fit(cohort).feature_ranges_
+    predictor = Predictor(task="tropism", model=None, feature_ranges=ranges)  # type: ignore[arg-type]
     typical = {"age_years": float(cohort["age_years"].median())}
     low, high = ranges["age_years"]
     assert predictor.out_of_range([typical, {"age_years": high + 5}, {"age_years": low - 5}]) == [

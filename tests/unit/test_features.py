@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from metapredict import features, schema
+from metapredict.feature_encoder import FeatureEncoder
 from metapredict.feature_profile import private_range
 
 LM22 = list(schema.lm22_columns())
@@ -139,7 +140,7 @@ def test_encoder_ranges_are_raw_training_values_without_categoricals(
     simulated_rows: pd.DataFrame,
 ) -> None:
     frame = simulated_rows.drop(columns=["leukocyte_fraction"]).assign(mdsc_score=np.nan)
-    encoder = features.FeatureEncoder().fit(frame)
+    encoder = FeatureEncoder().fit(frame)
     ranges = encoder.feature_ranges_
     # an LM22 range starts at 0: CIBERSORT reports exact zeros, never unusual
     # the central 99 % rounded outwards, never a patient's value (feature_profile.private_range)
@@ -166,7 +167,7 @@ def test_an_lm22_range_starts_at_zero_even_when_training_saw_no_zero(
 ) -> None:
     """A model trained without zeros (an old, smooth cohort) still takes a 0 as in range."""
     frame = make_valid_frame(n=4)  # every fraction 1/22, no zeros
-    encoder = features.FeatureEncoder().fit(frame)
+    encoder = FeatureEncoder().fit(frame)
     low, high = encoder.feature_ranges_["t_cells_cd8"]
     assert low == 0.0 and 1 / N_LM22 < high <= 0.1
     assert encoder.feature_ranges_["age_years"][0] > 0  # other features keep their minimum

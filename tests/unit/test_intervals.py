@@ -13,10 +13,12 @@ import pytest
 from sksurv.util import Surv
 
 from metapredict import features, schema
+from metapredict.feature_encoder import FeatureEncoder
 from metapredict.models.dormancy import DiscreteTimeHazard
 from metapredict.models.ensemble import BootstrapEnsemble, IntervalConfig, fit_ensemble
 from metapredict.models.fast_rows import FAST_ROWS
 from metapredict.models.tropism import TropismClassifier
+from metapredict.models.tropism_model import TropismModel
 from metapredict.predictor import Predictor
 from tests.support import types_of
 
@@ -47,8 +49,8 @@ def _tropism(rows: pd.DataFrame, members: int = MEMBERS, level: float = 0.9) -> 
     ).fit(X, y)
     return Predictor(
         task="tropism",
-        estimator=model,
-        feature_ranges=features.FeatureEncoder().fit(relapsed).feature_ranges_,
+        model=model.model_,
+        feature_ranges=FeatureEncoder().fit(relapsed).feature_ranges_,
         categories={"cancer_type": types, "stage": schema.STAGES},
         sites=schema.sites(),
         intervals=fit_ensemble(
@@ -65,8 +67,8 @@ def _dormancy(rows: pd.DataFrame, members: int = MEMBERS) -> Predictor:
     model.fit(X, y)
     return Predictor(
         task="dormancy",
-        estimator=model,
-        feature_ranges=features.FeatureEncoder().fit(rows).feature_ranges_,
+        model=model.model_,
+        feature_ranges=FeatureEncoder().fit(rows).feature_ranges_,
         risk_cutoffs=(0.2, 0.5),
         categories={"cancer_type": types, "stage": schema.STAGES[:3]},
         intervals=fit_ensemble(model, X, y, config=IntervalConfig(members=members), seed=3),
@@ -144,17 +146,17 @@ def test_a_higher_level_gives_wider_intervals(rows: pd.DataFrame, probe: pd.Data
 def test_tropism_members_refit_their_own_calibration(
     predictors: dict[str, Predictor], probe: pd.DataFrame
 ) -> None:
-    main = predictors["tropism"].estimator
+    main = predictors["tropism"].model
     ensemble = predictors["tropism"].intervals
-    assert isinstance(main, TropismClassifier) and ensemble is not None
+    assert isinstance(main, TropismModel) and ensemble is not None
     assert len(ensemble.members) == MEMBERS
     for member in ensemble.members:
-        assert isinstance(member, TropismClassifier)
+        assert isinstance(member, TropismModel)
         # bias-corrected members: the same model boosted for twice the rounds (twicing)
-        assert member.get_params()["n_estimators"] == 2 * main.get_params()["n_estimators"]
-        assert member.get_params()["calibration"] == main.get_params()["calibration"]
+        assert member.params["n_estimators"] == 2 * main.params["n_estimators"]  # type: ignore[operator]
+        assert member.params["calibration"] == main.params["calibration"]
     # the calibration is part of what a member re-estimates on its resample
-    assert any(m.calibrators_ != main.calibrators_ for m in ensemble.members)
+    assert any(m.calibrators != main.calibrators for m in ensemble.members)  # type: ignore[union-attr]
     # the single-row fast path applies each member's own calibration, as the batch path does
     X = predictors["tropism"].encode_frame(probe)
     batch = ensemble.member_logits(X)
@@ -177,10 +179,12 @@ def test_intervals_survive_pickling(
 
 
 def test_no_members_means_no_intervals(predictors: dict[str, Predictor]) -> None:
-    main = predictors["tropism"].estimator
-    assert isinstance(main, TropismClassifier)
+    main = predictors["tropism"].model
+    assert isinstance(main, TropismModel)
+    estimator = TropismClassifier()
     assert (
-        fit_ensemble(main, np.zeros((4, 1)), None, config=IntervalConfig(members=0), seed=0) is None
+        fit_ensemble(estimator, np.zeros((4, 1)), None, config=IntervalConfig(members=0), seed=0)
+        is None
     )
     with pytest.raises(ValueError, match="at least 2 members"):
         BootstrapEnsemble([main], 0.9)
@@ -220,8 +224,8 @@ def test_served_spread_follows_the_members_own(
 def test_fewer_members_give_a_wider_multiplier(predictors: dict[str, Predictor]) -> None:
     """The spread comes from the members themselves: with few of them the half-width takes
     Student's t quantile, wider than the normal one, and nearer to it as members are added."""
-    member = predictors["tropism"].estimator
-    assert isinstance(member, TropismClassifier)
+    member = predictors["tropism"].model
+    assert isinstance(member, TropismModel)
     three, ten = BootstrapEnsemble([member] * 3, 0.9), BootstrapEnsemble([member] * 10, 0.9)
     assert three.z > ten.z > 1.6449
     assert ten.z == pytest.approx(1.833, abs=1e-3)
@@ -266,7 +270,7 @@ def test_members_without_bias_correction_repeat_the_point_model(rows: pd.DataFra
     config = IntervalConfig(members=3, bias_correction=False, spread_model=False)
     ensemble = fit_ensemble(model, X, y, config=config, seed=1)
     assert ensemble is not None and not ensemble.bias_corrected
-    assert all(m.get_params()["n_estimators"] == 10 for m in ensemble.members)
+    assert all(m.params["n_estimators"] == 10 for m in ensemble.members)
     outputs = model.predict_proba(X[:20])
     bounds = np.log(ensemble.bounds(X[:20], outputs) / (1 - ensemble.bounds(X[:20], outputs)))
     centre = np.log(outputs / (1 - outputs))

@@ -16,6 +16,7 @@ import pytest
 from sksurv.util import Surv
 
 from metapredict import features, schema
+from metapredict.feature_encoder import FeatureEncoder
 from metapredict.models.dormancy import DiscreteTimeHazard
 from metapredict.models.ensemble import IntervalConfig, fit_ensemble
 from metapredict.models.fast_rows import FAST_ROWS
@@ -45,8 +46,8 @@ def _tropism(rows: pd.DataFrame) -> Predictor:
     ).fit(X, y)
     return Predictor(
         task="tropism",
-        estimator=model,
-        feature_ranges=features.FeatureEncoder().fit(relapsed).feature_ranges_,
+        model=model.model_,
+        feature_ranges=FeatureEncoder().fit(relapsed).feature_ranges_,
         categories={"cancer_type": types, "stage": schema.STAGES},
         sites=schema.sites(),
         intervals=fit_ensemble(model, X, y, config=IntervalConfig(members=3), seed=3),
@@ -61,8 +62,8 @@ def _dormancy(rows: pd.DataFrame) -> Predictor:
     model.fit(X, y)
     return Predictor(
         task="dormancy",
-        estimator=model,
-        feature_ranges=features.FeatureEncoder().fit(rows).feature_ranges_,
+        model=model.model_,
+        feature_ranges=FeatureEncoder().fit(rows).feature_ranges_,
         risk_cutoffs=(0.2, 0.5),
         categories={"cancer_type": types, "stage": schema.STAGES[:3]},
         # no spread model: the intervals come from the members themselves

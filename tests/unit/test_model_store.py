@@ -60,7 +60,7 @@ def predictor() -> Predictor:
     from metapredict import features
 
     return Predictor(
-        task="tropism", estimator=None, feature_ranges={}, feature_names=features.feature_names()
+        task="tropism", model=None, feature_ranges={}, feature_names=features.feature_names()
     )  # type: ignore[arg-type]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
@@ -10,8 +11,12 @@ import pytest
 from sksurv.util import Surv
 
 from metapredict import features, schema
+from metapredict.feature_encoder import FeatureEncoder
 from metapredict.models.dormancy import OUTPUT_NAMES, DiscreteTimeHazard
+from metapredict.models.hazard_model import HazardModel
+from metapredict.models.intervals import BootstrapEnsemble
 from metapredict.models.tropism import TropismClassifier
+from metapredict.models.tropism_model import TropismModel
 from metapredict.predictor import Predictor
 from tests.support import types_of
 
@@ -41,10 +46,10 @@ def tropism(training_rows: pd.DataFrame) -> Predictor:
     model.fit(
         features.encode_frame(relapsed, types), relapsed[list(schema.site_columns())].to_numpy()
     )
-    ranges = features.FeatureEncoder().fit(relapsed).feature_ranges_
+    ranges = FeatureEncoder().fit(relapsed).feature_ranges_
     return Predictor(
         task="tropism",
-        estimator=model,
+        model=model.model_,
         feature_ranges=ranges,
         categories={"cancer_type": types, "stage": schema.STAGES},
         sites=schema.sites(),
@@ -59,10 +64,10 @@ def dormancy(training_rows: pd.DataFrame) -> Predictor:
     model = DiscreteTimeHazard(n_estimators=10, min_child_samples=20, categorical_features=CAT)
     types = types_of(training_rows)
     model.fit(features.encode_frame(training_rows, types), y)
-    ranges = features.FeatureEncoder().fit(training_rows).feature_ranges_
+    ranges = FeatureEncoder().fit(training_rows).feature_ranges_
     return Predictor(
         task="dormancy",
-        estimator=model,
+        model=model.model_,
         feature_ranges=ranges,
         risk_cutoffs=(0.2, 0.5),
         categories={"cancer_type": types, "stage": schema.STAGES[:3]},
@@ -73,7 +78,7 @@ def test_tropism_predictions_are_named_by_site(tropism: Predictor, probe: pd.Dat
     out = tropism.predict(probe)
     assert list(out.columns) == list(schema.sites())
     assert list(out.index) == list(probe.index)
-    expected = tropism.estimator.predict_proba(features.encode_frame(probe, tropism.cancer_types))
+    expected = tropism.model.predict_proba(features.encode_frame(probe, tropism.cancer_types))
     np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-12)
 
 
@@ -82,10 +87,8 @@ def test_dormancy_predictions_are_named_by_output(dormancy: Predictor, probe: pd
     assert list(out.columns) == list(OUTPUT_NAMES)
     assert list(out.columns) == ["risk_36", "risk_60", "risk_120", "late_relapse"]
     assert list(out.index) == list(probe.index)
-    assert isinstance(dormancy.estimator, DiscreteTimeHazard)
-    expected = dormancy.estimator.predict_outputs(
-        features.encode_frame(probe, dormancy.cancer_types)
-    )
+    assert isinstance(dormancy.model, HazardModel)
+    expected = dormancy.model.predict_outputs(features.encode_frame(probe, dormancy.cancer_types))
     np.testing.assert_array_equal(out.to_numpy(), expected)
 
 
@@ -133,7 +136,7 @@ def test_risk_groups_exist_for_dormancy_only(tropism: Predictor) -> None:
 def test_out_of_range_flags_only_values_outside_the_training_range(tropism: Predictor) -> None:
     predictor = Predictor(
         task="tropism",
-        estimator=tropism.estimator,
+        model=tropism.model,
         feature_ranges={"t_cells_cd8": (0.01, 0.3), "platelet_count": (100.0, 400.0)},
     )
     records: list[dict[str, Any]] = [
@@ -197,3 +200,38 @@ def test_a_model_saved_before_schema_2_loads_with_what_it_was_trained_on(
     # a zero fraction is inside the range, as for new models
     assert loaded.feature_ranges["t_cells_cd8"] == (0.0, 0.3)
     assert loaded.out_of_range([{"t_cells_cd8": 0.0, "platelet_count": 250.0}]) == [[]]
+
+
+def test_a_pickle_saved_before_the_fitted_models_predicts_the_same(
+    training_rows: pd.DataFrame, probe: pd.DataFrame
+) -> None:
+    """Old pickles (loaded only with ``METAPREDICT_ALLOW_PICKLE=1``) hold the training
+    estimator, without ``model_``: unpickled, the estimator rebuilds it, and the predictor and
+    the interval ensemble take it, predicting what the estimator predicted."""
+    relapsed = training_rows[training_rows[EVENT]]
+    types = types_of(relapsed)
+    estimator = TropismClassifier(n_estimators=5, calibration="sigmoid", calibration_folds=2)
+    estimator.fit(
+        features.encode_frame(relapsed, types), relapsed[list(schema.site_columns())].to_numpy()
+    )
+    X = features.encode_frame(probe, types)
+    expected = estimator.predict_proba(X)
+    del estimator.__dict__["model_"]  # as pickled before fitted models existed
+    old_estimator = pickle.loads(pickle.dumps(estimator))
+    assert isinstance(old_estimator.model_, TropismModel)
+
+    predictor = Predictor.__new__(Predictor)
+    predictor.__setstate__(
+        {
+            "task": "tropism",
+            "estimator": old_estimator,
+            "feature_ranges": {},
+            "categories": {"cancer_type": types, "stage": schema.STAGES},
+            "sites": schema.sites(),
+        }
+    )
+    ensemble = BootstrapEnsemble.__new__(BootstrapEnsemble)
+    ensemble.__setstate__({"members": [old_estimator, old_estimator], "level": 0.9})
+    assert isinstance(predictor.model, TropismModel)
+    assert all(isinstance(m, TropismModel) for m in ensemble.members)
+    np.testing.assert_array_equal(predictor.predict_matrix(X), expected)

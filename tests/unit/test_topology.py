@@ -46,8 +46,12 @@ def test_serve_with_workers_starts_that_many_workers_on_the_uvicorn_options(
 ) -> None:
     from metapredict.cli import serve as serve_command
 
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    monkeypatch.delenv("METAPREDICT_POLL_SECONDS", raising=False)
+    # serve sets both itself: set them here first so that teardown removes what serve set
+    # (a delenv of an absent variable records nothing to restore, and later tests in the
+    # session would inherit the removed metrics folder)
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "METAPREDICT_POLL_SECONDS"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("METAPREDICT_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     (tmp_path / "mlflow.db").touch()  # serve refuses a store path that does not exist
     with socket.socket() as probe:  # and a port that is taken: pick a free one

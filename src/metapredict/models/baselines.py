@@ -14,8 +14,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from metapredict.metrics import HORIZONS
 from metapredict.models.dormancy import LATE_FROM, LATE_TO, survival_arrays
+from metapredict.tasks import HORIZONS
 
 FloatArray = NDArray[np.float64]
 

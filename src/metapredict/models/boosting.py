@@ -1,7 +1,12 @@
-"""Shared LightGBM settings and Platt calibration used by both tasks."""
+"""Shared LightGBM settings and Platt calibration used by both tasks.
+
+Importing this module needs no scikit-learn (the fitted models use :class:`Platt` to predict);
+only fitting a Platt scaling does, and imports it then.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,9 +14,20 @@ import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
 
 FloatArray = NDArray[np.float64]
+
+#: A hyperparameter value as a fitted model records it (tuples as lists: JSON-ready).
+Param = bool | int | float | str | None | list[int]
+
+
+def plain_params(params: Mapping[str, Any]) -> dict[str, Param]:
+    """An estimator's hyperparameters (``get_params(deep=False)``) as a fitted model keeps
+    them: tuples and lists as lists of ints, everything else as given."""
+    out: dict[str, Param] = {}
+    for key, value in params.items():
+        out[key] = [int(v) for v in value] if isinstance(value, tuple | list) else value
+    return out
 
 
 def booster_params(
@@ -105,6 +121,8 @@ class Platt:
     def fit(cls, margin: FloatArray, y: NDArray[np.bool_]) -> Platt:
         if y.all() or not y.any():
             return cls()
+        from sklearn.linear_model import LogisticRegression  # training only
+
         lr = LogisticRegression(C=1e4, max_iter=1000)
         lr.fit(margin.reshape(-1, 1), y)
         return cls(slope=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0]))

@@ -28,30 +28,40 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from metapredict.metrics import HORIZONS
 from metapredict.models.boosting import (
-    PREDICT_THREADS,
     Platt,
     booster_params,
     choose_calibration,
+    plain_params,
     train_booster,
     training_threads,
 )
-from metapredict.models.fast_rows import CONTRIB, RAW, FastRowCache, fast_rows, predict_rows
+from metapredict.models.fast_rows import fast_rows
+from metapredict.models.hazard_model import (
+    IDENTITY,
+    LATE_FROM,
+    LATE_TO,
+    OUTPUT_MONTHS,
+    OUTPUT_NAMES,
+    HazardModel,
+    outputs_from_hazards,
+)
+from metapredict.tasks import HORIZONS
+
+__all__ = [
+    "IDENTITY",
+    "LATE_FROM",
+    "LATE_TO",
+    "OUTPUT_MONTHS",
+    "OUTPUT_NAMES",
+    "DiscreteTimeHazard",
+    "HazardModel",
+    "outputs_from_hazards",
+    "person_period",
+    "survival_arrays",
+]
 
 FloatArray = NDArray[np.float64]
-
-#: Output columns of :meth:`DiscreteTimeHazard.predict_outputs`.
-OUTPUT_NAMES: tuple[str, ...] = (
-    *(f"risk_{h}" for h in HORIZONS),
-    "late_relapse",
-)
-#: P(relapse in (LATE_FROM, LATE_TO] | relapse-free at LATE_FROM).
-LATE_FROM, LATE_TO = 60, 120
-#: The calibration of a model fitted before hazards were calibrated.
-IDENTITY = Platt()
-#: How far the hazards :meth:`DiscreteTimeHazard.predict_outputs` needs reach.
-OUTPUT_MONTHS = max(*HORIZONS, LATE_TO)
 
 
 def survival_arrays(y: Any) -> tuple[FloatArray, NDArray[np.bool_]]:
@@ -83,18 +93,6 @@ def person_period(
     rows[:, :-1] = X[patient]
     rows[:, -1] = offsets * width
     return rows, target
-
-
-def outputs_from_hazards(h: FloatArray, interval_months: float) -> FloatArray:
-    """(n, 4) outputs of :meth:`DiscreteTimeHazard.predict_outputs` from (n, intervals) hazards
-    reaching ``OUTPUT_MONTHS``: risks at 36, 60, 120 months and the late-relapse probability."""
-    survival = np.cumprod(1.0 - h, axis=1, dtype=np.float64)
-    idx = [round(m / interval_months) - 1 for m in (*HORIZONS, LATE_FROM, LATE_TO)]
-    risk = 1.0 - survival[:, idx]
-    n_h = len(HORIZONS)
-    at_from, at_to = risk[:, n_h], risk[:, n_h + 1]
-    late = (at_to - at_from) / np.clip(1.0 - at_from, 1e-12, None)
-    return np.column_stack([risk[:, :n_h], np.clip(late, 0.0, 1.0)])
 
 
 class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
@@ -148,22 +146,33 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
     def _n_intervals(self) -> int:
         return round(self.max_months / self.interval_months)
 
-    def _row_cache(self) -> FastRowCache:
-        """Fast single-row predictors, built on first use (never pickled)."""
-        cache: FastRowCache | None = self.__dict__.get("_rows")
-        if cache is None:
-            cache = self._rows = FastRowCache()
-        return cache
-
     def _fitted(self) -> None:
         if "booster_" not in self.__dict__:  # check_is_fitted costs microseconds per call
             check_is_fitted(self, "booster_")
 
+    def _model(self) -> HazardModel:
+        """``model_``, the fitted model this estimator predicts with (what a predictor stores
+        and serves), from the fitted booster and calibration."""
+        return HazardModel(
+            self.booster_,
+            int(self.n_features_in_),
+            interval_months=self.interval_months,
+            max_months=self.max_months,
+            calibrator=self._calibration(),
+            n_person_periods=int(self.__dict__.get("n_person_periods_", 0)),
+            params=plain_params(self.get_params(deep=False)),
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "booster_" in self.__dict__ and "model_" not in self.__dict__:
+            self.model_ = self._model()  # pickled before the fitted model existed
+
     def fit(self, X: ArrayLike, y: Any, *, held_out: tuple[ArrayLike, Any] | None = None) -> Self:
         """Fit the hazard booster, then its calibration (``held_out``: calibrate on those
         patients' person-period rows instead of out-of-fold ones)."""
-        # Fast handles point into the boosters being replaced: drop them before refitting.
-        self.__dict__.pop("_rows", None)
+        # The fitted model (and its fast handles) holds the booster being replaced.
+        self.__dict__.pop("model_", None)
         if self.calibration not in {"auto", "sigmoid", "none"}:
             raise ValueError("calibration must be 'auto', 'sigmoid' or 'none'")
         for h in (*HORIZONS, LATE_FROM, LATE_TO):
@@ -199,6 +208,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
                 self.calibrator_ = choose_calibration(
                     margins, targets, self.calibration, self.random_state
                 )
+        self.model_ = self._model()
         return self
 
     def _held_out_margins(
@@ -243,30 +253,16 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         )
         return arr
 
-    def _expand(self, X: FloatArray, n_intervals: int) -> FloatArray:
-        n, f = X.shape
-        rows = np.empty((n * n_intervals, f + 1))
-        rows[:, :-1] = np.repeat(X, n_intervals, axis=0)
-        rows[:, -1] = np.tile(np.arange(n_intervals) * self.interval_months, n)
-        return rows
+    def _matrix(self, X: ArrayLike) -> FloatArray:
+        """``X`` checked against the fit (the fast path's small float64 matrices as they are)."""
+        self._fitted()
+        small = fast_rows(X, self.n_features_in_)
+        return small if small is not None else self._validated(X)
 
     def hazards(self, X: ArrayLike, *, upto_months: float | None = None) -> FloatArray:
         """Per-interval hazard, (n, intervals) up to ``upto_months`` (default: max)."""
-        self._fitted()
-        small = fast_rows(X, self.n_features_in_)
-        arr = small if small is not None else self._validated(X)
-        k = self._n_intervals if upto_months is None else round(upto_months / self.interval_months)
-        rows = self._expand(arr, k)
-        if small is not None:
-            fast = self._row_cache().get(0, self.booster_, RAW, rows.shape[1])
-            margin = np.empty((rows.shape[0], 1, 1))
-            predict_rows((fast,), rows, margin)
-        else:
-            margin = np.asarray(
-                self.booster_.predict(rows, raw_score=True, num_threads=PREDICT_THREADS)
-            )
-        result: FloatArray = self._calibration().apply(margin.reshape(arr.shape[0], k))
-        return result
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.hazards(arr, upto_months=upto_months)
 
     def _calibration(self) -> Platt:
         """The hazard's Platt scaling (identity for a model fitted before it existed)."""
@@ -275,17 +271,13 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
 
     def cumulative_risk(self, X: ArrayLike, months: Sequence[float] = HORIZONS) -> FloatArray:
         """P(distant relapse by each of ``months``), (n, len(months))."""
-        h = self.hazards(X, upto_months=max(months))
-        survival = np.cumprod(1.0 - h, axis=1, dtype=np.float64)
-        idx = [round(m / self.interval_months) - 1 for m in months]
-        result: FloatArray = 1.0 - survival[:, idx]
-        return result
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.cumulative_risk(arr, months)
 
     def predict_outputs(self, X: ArrayLike) -> FloatArray:
         """(n, 4): cumulative risk at 36, 60, 120 months and P(relapse in (60,120] | free at 60)."""
-        return outputs_from_hazards(
-            self.hazards(X, upto_months=OUTPUT_MONTHS), self.interval_months
-        )
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.predict_outputs(arr)
 
     def predict(self, X: ArrayLike) -> FloatArray:
         result: FloatArray = self.cumulative_risk(X, (HORIZONS[-1],))[:, 0]
@@ -296,30 +288,9 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
 
         Shape (n, n_features + 1); the last entry is the bias (which absorbs the time term).
         """
-        self._fitted()
-        small = fast_rows(X, self.n_features_in_)
-        arr = small if small is not None else self._validated(X)
-        rows = np.empty((arr.shape[0], arr.shape[1] + 1))
-        rows[:, :-1] = arr
-        rows[:, -1] = at_months
-        if small is not None:
-            fast = self._row_cache().get(0, self.booster_, CONTRIB, rows.shape[1])
-            contrib = np.empty((rows.shape[0], 1, fast.width))
-            predict_rows((fast,), rows, contrib)
-            contrib = contrib[:, 0, :]
-        else:
-            contrib = np.asarray(
-                self.booster_.predict(rows, pred_contrib=True, num_threads=PREDICT_THREADS)
-            )
-        cal = self._calibration()
-        out = np.empty((arr.shape[0], arr.shape[1] + 1))
-        out[:, :-1] = cal.slope * contrib[:, :-2]
-        out[:, -1] = cal.slope * (contrib[:, -2] + contrib[:, -1]) + cal.intercept
-        return out
+        arr = self._matrix(X)  # checks the fit first
+        return self.model_.contributions(arr, at_months=at_months)
 
     def feature_importance(self) -> FloatArray:
         check_is_fitted(self, "booster_")
-        gain = self.booster_.feature_importance(importance_type="gain")[:-1]
-        total = gain.sum()
-        result: FloatArray = gain / total if total > 0 else gain
-        return result
+        return self.model_.feature_importance()

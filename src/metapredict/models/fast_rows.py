@@ -16,7 +16,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 from lightgbm import basic
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from metapredict.models.boosting import PREDICT_THREADS
 
@@ -175,3 +175,13 @@ def fast_rows(X: Any, n_features: int) -> FloatArray | None:
     ):
         return np.ascontiguousarray(X)
     return None
+
+
+def as_matrix(X: ArrayLike, n_features: int) -> FloatArray:
+    """``X`` as an (n, ``n_features``) float64 matrix, or a ``ValueError`` saying why not."""
+    arr = np.asarray(X, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != n_features:
+        raise ValueError(
+            f"expected a matrix of {n_features} feature columns, got shape {arr.shape}"
+        )
+    return arr

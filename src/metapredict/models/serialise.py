@@ -1,38 +1,34 @@
-"""The fitted estimators as data: JSON-ready documents plus LightGBM model text.
+"""The fitted models as data: JSON-ready documents plus LightGBM model text.
 
-A fitted :class:`~metapredict.models.tropism.TropismClassifier` or
-:class:`~metapredict.models.dormancy.DiscreteTimeHazard` (and a
-:class:`~metapredict.models.ensemble.BootstrapEnsemble` of them) is written as a small document
-(hyperparameters, calibration, sizes) and one LightGBM model text per booster. Nothing here
-executes what it reads: a booster is parsed by LightGBM's own text reader
-(``Booster(model_str=...)``), everything else is plain numbers and strings checked by pydantic,
-and the estimator is rebuilt by its constructor. Where the booster texts are kept (files, with
-their digests) is the caller's business: the functions take a ``put(name, booster) -> ref`` to
-store one and a ``get(ref) -> booster`` to read it back.
+A fitted :class:`~metapredict.models.tropism_model.TropismModel` or
+:class:`~metapredict.models.hazard_model.HazardModel` (and a
+:class:`~metapredict.models.intervals.BootstrapEnsemble` of them) is written as a small document
+(the hyperparameters of the estimator that fitted it, calibration, sizes) and one LightGBM model
+text per booster. Nothing here executes what it reads: a booster is parsed by LightGBM's own text
+reader (``Booster(model_str=...)``), everything else is plain numbers and strings checked by
+pydantic, and the fitted model is rebuilt by its constructor. No scikit-learn: the training
+estimators are neither needed nor imported to read a model back. Where the booster texts are kept
+(files, with their digests) is the caller's business: the functions take a ``put(name, booster) ->
+ref`` to store one and a ``get(ref) -> booster`` to read it back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import lightgbm as lgb
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from metapredict.models.boosting import Platt
-from metapredict.models.dormancy import DiscreteTimeHazard
-from metapredict.models.ensemble import BootstrapEnsemble
-from metapredict.models.tropism import TropismClassifier
+from metapredict.models.boosting import Param, Platt
+from metapredict.models.hazard_model import HazardModel
+from metapredict.models.intervals import BootstrapEnsemble, FittedModel
+from metapredict.models.tropism_model import TropismModel
 
-Estimator = TropismClassifier | DiscreteTimeHazard
 #: Stores one booster under a name (``main/site-0``, ...) and returns the reference to record.
 PutBooster = Callable[[str, lgb.Booster], str]
 #: Reads back the booster a reference names.
 GetBooster = Callable[[str], lgb.Booster]
-
-#: Hyperparameter values a document may hold (tuples are written as lists).
-Param = bool | int | float | str | None | list[int]
 
 
 class _Doc(BaseModel):
@@ -84,27 +80,27 @@ class DocumentError(ValueError):
     """A document that does not describe a model this code can rebuild."""
 
 
-def _params(estimator: Estimator) -> dict[str, Param]:
-    out: dict[str, Param] = {}
-    for key, value in estimator.get_params(deep=False).items():
-        out[key] = [int(v) for v in value] if isinstance(value, tuple | list) else value
-    return out
+#: Hazard hyperparameters the fitted model needs to predict (the rest are kept as recorded).
+_HAZARD_GRID = ("interval_months", "max_months")
 
 
-def _construct(cls: type[Estimator], params: dict[str, Param]) -> Any:
-    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise DocumentError(f"{cls.__name__} does not take these parameters: {err}") from err
+def _grid(params: dict[str, Param]) -> tuple[float, float]:
+    """(interval_months, max_months) of a hazard document's hyperparameters."""
+    values = []
+    for name in _HAZARD_GRID:
+        value = params.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DocumentError(f"the dormancy model's {name} is {value!r}, not a number")
+        values.append(float(value))
+    return values[0], values[1]
 
 
-def estimator_document(estimator: Estimator, prefix: str, put: PutBooster) -> EstimatorDoc:
-    """The document of a fitted estimator; its boosters go to ``put`` as ``<prefix>/...``."""
-    if isinstance(estimator, TropismClassifier):
+def estimator_document(model: FittedModel, prefix: str, put: PutBooster) -> EstimatorDoc:
+    """The document of a fitted model; its boosters go to ``put`` as ``<prefix>/...``."""
+    if isinstance(model, TropismModel):
         return TropismDoc(
-            params=_params(estimator),
-            n_features=int(estimator.n_features_in_),
+            params=dict(model.params),
+            n_features=model.n_features,
             sites=[
                 SiteDoc(
                     booster=put(f"{prefix}/site-{k}", booster),
@@ -112,40 +108,46 @@ def estimator_document(estimator: Estimator, prefix: str, put: PutBooster) -> Es
                     intercept=float(cal.intercept),
                 )
                 for k, (booster, cal) in enumerate(
-                    zip(estimator.boosters_, estimator.calibrators_, strict=True)
+                    zip(model.boosters, model.calibrators, strict=True)
                 )
             ],
         )
     return HazardDoc(
-        params=_params(estimator),
-        n_features=int(estimator.n_features_in_),
-        booster=put(f"{prefix}/hazard", estimator.booster_),
-        n_person_periods=int(getattr(estimator, "n_person_periods_", 0)),
-        slope=float(estimator._calibration().slope),
-        intercept=float(estimator._calibration().intercept),
+        params=dict(model.params),
+        n_features=model.n_features,
+        booster=put(f"{prefix}/hazard", model.booster),
+        n_person_periods=model.n_person_periods,
+        slope=float(model.calibrator.slope),
+        intercept=float(model.calibrator.intercept),
     )
 
 
-def estimator_from_document(doc: EstimatorDoc, get: GetBooster) -> Estimator:
-    """The fitted estimator a document describes (its constructor, then its fitted state)."""
+def estimator_from_document(doc: EstimatorDoc, get: GetBooster) -> FittedModel:
+    """The fitted model a document describes."""
     if isinstance(doc, TropismDoc):
-        tropism: TropismClassifier = _construct(TropismClassifier, doc.params)
         boosters = [get(site.booster) for site in doc.sites]
         _check_features(boosters, doc.n_features)
-        tropism.boosters_ = boosters
-        tropism.calibrators_ = [Platt(slope=s.slope, intercept=s.intercept) for s in doc.sites]
-        tropism.n_outputs_ = len(doc.sites)
-        tropism.classes_ = [np.array([False, True])] * tropism.n_outputs_
-        tropism.n_features_in_ = doc.n_features
-        return tropism
-    hazard: DiscreteTimeHazard = _construct(DiscreteTimeHazard, doc.params)
+        return TropismModel(
+            boosters,
+            [Platt(slope=s.slope, intercept=s.intercept) for s in doc.sites],
+            doc.n_features,
+            params=dict(doc.params),
+        )
+    interval_months, max_months = _grid(doc.params)
     booster = get(doc.booster)
     _check_features([booster], doc.n_features + 1)  # + the interval start
-    hazard.booster_ = booster
-    hazard.calibrator_ = Platt(slope=doc.slope, intercept=doc.intercept)
-    hazard.n_person_periods_ = doc.n_person_periods
-    hazard.n_features_in_ = doc.n_features
-    return hazard
+    try:
+        return HazardModel(
+            booster,
+            doc.n_features,
+            interval_months=interval_months,
+            max_months=max_months,
+            calibrator=Platt(slope=doc.slope, intercept=doc.intercept),
+            n_person_periods=doc.n_person_periods,
+            params=dict(doc.params),
+        )
+    except ValueError as err:
+        raise DocumentError(f"the dormancy model cannot be rebuilt: {err}") from None
 
 
 def _check_features(boosters: list[lgb.Booster], n_features: int) -> None:

@@ -15,15 +15,16 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metapredict.models.boosting import (
-    PREDICT_THREADS,
     SINGLE_THREAD_ROWS,
     Platt,
     booster_params,
     choose_calibration,
+    plain_params,
     train_booster,
     training_threads,
 )
-from metapredict.models.fast_rows import CONTRIB, RAW, FastRowCache, fast_rows, predict_rows
+from metapredict.models.fast_rows import fast_rows
+from metapredict.models.tropism_model import TropismModel
 
 FloatArray = NDArray[np.float64]
 
@@ -110,13 +111,6 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             scale_pos_weight=max(weight, 1.0),
         )
 
-    def _row_cache(self) -> FastRowCache:
-        """Fast single-row predictors, built on first use (never pickled)."""
-        cache: FastRowCache | None = self.__dict__.get("_rows")
-        if cache is None:
-            cache = self._rows = FastRowCache()
-        return cache
-
     def _fit_site(
         self,
         X: FloatArray,
@@ -164,8 +158,8 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """Fit each site's booster and calibration (``held_out``: patients, features and site
         labels, to calibrate on instead of out-of-fold margins: the bootstrap members'
         out-of-bag patients, no extra fits)."""
-        # Fast handles point into the boosters being replaced: drop them before refitting.
-        self.__dict__.pop("_rows", None)
+        # The fitted model (and its fast handles) holds the boosters being replaced.
+        self.__dict__.pop("model_", None)
         if self.calibration not in {"auto", "sigmoid", "none"}:
             raise ValueError("calibration must be 'auto', 'sigmoid' or 'none'")
         X_arr, Y = validate_data(
@@ -200,32 +194,34 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             fitted = [site(k) for k in range(Y.shape[1])]
         self.boosters_: list[lgb.Booster] = [booster for booster, _ in fitted]
         self.calibrators_: list[Platt] = [calibrator for _, calibrator in fitted]
+        self.model_ = self._model()
         return self
 
     def _fitted(self) -> None:
         if "boosters_" not in self.__dict__:  # check_is_fitted costs microseconds per call
             check_is_fitted(self, "boosters_")
 
-    def _fast(self, X: ArrayLike, predict_type: int) -> FloatArray | None:
-        """Per-row fast path for small batches (the HTTP request path)."""
-        self._fitted()
-        arr = fast_rows(X, self.n_features_in_)
-        if arr is None:
-            return None
-        width = arr.shape[1] + 1 if predict_type == CONTRIB else 1
-        out = np.empty((arr.shape[0], self.n_outputs_, width))
-        predictors = self._row_cache().get_all(self.boosters_, predict_type, arr.shape[1])
-        predict_rows(predictors, arr, out)
-        return out
+    def _model(self) -> TropismModel:
+        """``model_``, the fitted model this estimator predicts with (what a predictor stores
+        and serves), from the fitted boosters and calibrations."""
+        return TropismModel(
+            self.boosters_,
+            self.calibrators_,
+            int(self.n_features_in_),
+            params=plain_params(self.get_params(deep=False)),
+        )
 
-    def _calibration(self) -> tuple[FloatArray, FloatArray]:
-        """(slopes, intercepts) of the sites' calibrators, as arrays."""
-        slopes = np.array([c.slope for c in self.calibrators_], dtype=np.float64)
-        intercepts = np.array([c.intercept for c in self.calibrators_], dtype=np.float64)
-        return slopes, intercepts
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "boosters_" in self.__dict__ and "model_" not in self.__dict__:
+            self.model_ = self._model()  # pickled before the fitted model existed
 
     def _check(self, X: ArrayLike) -> FloatArray:
+        """``X`` checked against the fit (the fast path's small float64 matrices as they are)."""
         self._fitted()
+        small = fast_rows(X, self.n_features_in_)
+        if small is not None:
+            return small
         arr: FloatArray = validate_data(
             self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64
         )
@@ -233,21 +229,12 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def margins(self, X: ArrayLike) -> FloatArray:
         """Calibrated log-odds per site, (n, sites)."""
-        fast = self._fast(X, RAW)
-        if fast is not None:
-            slopes, intercepts = self._calibration()
-            result: FloatArray = fast[:, :, 0] * slopes + intercepts
-            return result
-        arr = self._check(X)
-        out = np.empty((arr.shape[0], self.n_outputs_))
-        for k, (b, cal) in enumerate(zip(self.boosters_, self.calibrators_, strict=True)):
-            raw = np.asarray(b.predict(arr, raw_score=True, num_threads=PREDICT_THREADS))
-            out[:, k] = cal.slope * raw + cal.intercept
-        return out
+        arr = self._check(X)  # checks the fit first
+        return self.model_.margins(arr)
 
     def predict_proba(self, X: ArrayLike) -> FloatArray:
-        result: FloatArray = 1.0 / (1.0 + np.exp(-self.margins(X)))
-        return result
+        arr = self._check(X)  # checks the fit first
+        return self.model_.predict_proba(arr)
 
     def predict(self, X: ArrayLike) -> NDArray[np.bool_]:
         return self.predict_proba(X) >= 0.5
@@ -258,28 +245,10 @@ class TropismClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         Shape (n, sites, n_features + 1); the last entry is the bias. Each row sums to the
         site's calibrated log-odds.
         """
-        fast = self._fast(X, CONTRIB)
-        if fast is not None:
-            slopes, intercepts = self._calibration()
-            fast *= slopes[:, None]  # the same products and sums as site by site
-            fast[:, :, -1] += intercepts
-            return fast
-        arr = self._check(X)
-        out = np.empty((arr.shape[0], self.n_outputs_, arr.shape[1] + 1))
-        for k, (b, cal) in enumerate(zip(self.boosters_, self.calibrators_, strict=True)):
-            contrib = np.asarray(b.predict(arr, pred_contrib=True, num_threads=PREDICT_THREADS))
-            contrib = cal.slope * contrib
-            contrib[:, -1] += cal.intercept
-            out[:, k, :] = contrib
-        return out
+        arr = self._check(X)  # checks the fit first
+        return self.model_.contributions(arr)
 
     def feature_importance(self) -> FloatArray:
         """Total gain per feature, summed over sites, normalised to 1."""
         check_is_fitted(self, "boosters_")
-        gain = sum(
-            (b.feature_importance(importance_type="gain") for b in self.boosters_),
-            start=np.zeros(self.n_features_in_),
-        )
-        total = gain.sum()
-        result: FloatArray = gain / total if total > 0 else gain
-        return result
+        return self.model_.feature_importance()

@@ -102,7 +102,7 @@ def write_predictor(predictor: Predictor, directory: Path) -> str:
         files[ref] = sha256_bytes(data)
         return ref
 
-    estimator = estimator_document(predictor.estimator, "main", put)
+    estimator = estimator_document(predictor.model, "main", put)
     intervals = None if predictor.intervals is None else ensemble_document(predictor.intervals, put)
     document = PredictorDocument(
         format=FORMAT,
@@ -218,7 +218,7 @@ def read_predictor(directory: Path, expected_sha256: str) -> Predictor:
         raise ArtifactError(f"{MANIFEST}: {err}") from None
     return Predictor(
         task=task,
-        estimator=estimator,
+        model=estimator,
         feature_ranges={k: (lo, hi) for k, (lo, hi) in document.feature_ranges.items()},
         schema_version=document.schema_version,
         feature_names=tuple(document.feature_names),
