@@ -25,6 +25,9 @@ def cli_env(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), str(ROOT), path) if p)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     if settings is not None:
+        # mlflow.set_registry_uri (called for every store this process opened) exports
+        # MLFLOW_REGISTRY_URI: a child must not inherit an earlier store's registry.
+        env.pop("MLFLOW_REGISTRY_URI", None)
         env["METAPREDICT_TRACKING_URI"] = settings.tracking_uri
         env["METAPREDICT_ARTIFACT_ROOT"] = settings.artifact_root
     env.update(extra or {})

@@ -85,7 +85,9 @@ def _pyfunc(request: dict[str, Any]) -> dict[str, Any]:
     from metapredict.registry.store import model_name
     from metapredict.settings import get_store_settings
 
-    mlflow.set_tracking_uri(get_store_settings().tracking_uri)
+    uri = get_store_settings().tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # not one inherited from the parent's MLFLOW_REGISTRY_URI
     out = {}
     for task, records in request["patients"].items():
         model = mlflow.pyfunc.load_model(f"models:/{model_name(task)}@champion")
