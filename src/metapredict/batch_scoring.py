@@ -459,7 +459,10 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
     offset = 0
     if _kind(path) == "parquet":
         try:
-            parquet = pq.ParquetFile(path)
+            # pre_buffer=False: with Arrow's pre-buffering, iter_batches keeps every row group
+            # it has read buffered until the reader closes, so memory grew with the file
+            # (1.53 GB peak at 5,000,000 patients; flat at about 0.7 GB without it).
+            parquet = pq.ParquetFile(path, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as err:
             raise BatchInputError(f"{path} is not a readable Parquet file: {err}") from err
         wanted = input_columns(parquet.schema_arrow.names)
