@@ -249,7 +249,7 @@ def run(
         f"on `local[2]` over {spark_patients:,} patients (two jobs: check, then score and write "
         "a Parquet directory); session start-up timed apart.\n"
         f"- Load average at start (1, 5, 15 min): {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} "
-        "(other jobs shared the 2 cores).",
+        "(above about 1, other jobs shared the 2 cores).",
     )
     return report
 
