@@ -166,6 +166,32 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory, store_template: Path
 # --- PostgreSQL and an MLflow tracking server on it (tests/postgres.py) --------------------
 
 
+@pytest.fixture
+def mlflow_store(
+    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TrainedStore]:
+    """The trained store as MLflow's own client sees it (``mlflow.pyfunc.load_model("models:/
+    ...")``): its tracking and registry URIs, for this test only.
+
+    An earlier test in this process may have set MLflow's global URIs, which win over the
+    environment (and ``mlflow.set_registry_uri`` exports ``MLFLOW_REGISTRY_URI`` to children):
+    both point here for this test and back afterwards.
+    """
+    import mlflow
+
+    uri = trained_store.settings.tracking_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield trained_store
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL cluster for the session (skipped where PostgreSQL is not

@@ -75,27 +75,6 @@ def _model_uri(store: TrainedStore, task: str) -> str:
     return f"models:/metapredict-{task}@champion"
 
 
-@pytest.fixture
-def mlflow_store(
-    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TrainedStore]:
-    import mlflow
-
-    uri = trained_store.settings.tracking_uri
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    # an earlier test in this process may have set MLflow's global URIs, which win over the
-    # environment: point them here for this test and back afterwards
-    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield trained_store
-    finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
-
-
 def _payloads(frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """(content type, body) of one request per format of the protocol."""
     from mlflow.models import convert_input_example_to_serving_input

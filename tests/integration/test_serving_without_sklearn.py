@@ -120,15 +120,14 @@ def test_champions_load_and_serve_without_sklearn_or_pickle(
     assert child["imported"] == []
 
 
-def test_the_pyfunc_flavour_loads_without_sklearn_or_pickle(trained_store: TrainedStore) -> None:
+def test_the_pyfunc_flavour_loads_without_sklearn_or_pickle(mlflow_store: TrainedStore) -> None:
     import mlflow
 
     from metapredict.registry.store import model_name
 
-    patients = _records(trained_store)
-    child = _child(trained_store, patients, "pyfunc")
+    patients = _records(mlflow_store)
+    child = _child(mlflow_store, patients, "pyfunc")
     assert child["blocked"] == {"sklearn": True, "joblib": True, "pickle.loads": True}
-    mlflow.set_tracking_uri(trained_store.settings.tracking_uri)
     for task in TASKS:
         model = mlflow.pyfunc.load_model(f"models:/{model_name(task)}@champion")
         expected = model.predict(pd.DataFrame(patients[task])).to_numpy().tolist()
