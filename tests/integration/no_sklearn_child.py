@@ -1,6 +1,7 @@
 """Child process of ``test_serving_without_sklearn``: load and serve with scikit-learn missing.
 
-Run as a script (``python no_sklearn_child.py``), never imported by pytest. Before importing
+Run as a script (``python no_sklearn_child.py``); the test imports only
+:func:`predictions_of` from it (importing it blocks nothing). Before importing
 metapredict it makes ``sklearn``, ``joblib`` and ``cloudpickle`` unimportable (a
 ``sys.meta_path`` finder that raises ImportError, as in an environment without them) and
 replaces ``pickle.load`` / ``pickle.loads`` with functions that raise. It reads
@@ -95,25 +96,31 @@ def _pyfunc(request: dict[str, Any]) -> dict[str, Any]:
     return {"pyfunc": out}
 
 
+def predictions_of(predictor: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What is compared, from a loaded predictor: its version, the batch matrix of ``records``
+    and, for the first one alone (the single-row path), outputs, contributions and bounds.
+    (The test computes the same in its own process.)"""
+    X = predictor.encode_records(records)
+    outputs, contributions = predictor.predict_and_explain(X[:1])
+    bounds = predictor.interval_bounds(X[:1], outputs)
+    return {
+        "version": predictor.info.version,
+        "batch": predictor.batch_matrix(X).tolist(),
+        "one": outputs.tolist(),
+        "one_contributions": contributions.tolist(),
+        "one_bounds": None if bounds is None else bounds.tolist(),
+    }
+
+
 def _native(request: dict[str, Any]) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from metapredict.cli.workers import APP_FACTORY
     from metapredict.registry.loader import load
 
-    predictions: dict[str, Any] = {}
-    for task, records in request["patients"].items():
-        predictor = load(task)
-        X = predictor.encode_records(records)
-        outputs, contributions = predictor.predict_and_explain(X[:1])  # the single-row path
-        bounds = predictor.interval_bounds(X[:1], outputs)
-        predictions[task] = {
-            "version": predictor.info.version,
-            "batch": predictor.batch_matrix(X).tolist(),
-            "one": outputs.tolist(),
-            "one_contributions": contributions.tolist(),
-            "one_bounds": None if bounds is None else bounds.tolist(),
-        }
+    predictions = {
+        task: predictions_of(load(task), records) for task, records in request["patients"].items()
+    }
 
     module, factory = APP_FACTORY.split(":")
     app = getattr(importlib.import_module(module), factory)()

@@ -26,6 +26,7 @@ from metapredict.registry.loader import load
 from metapredict.simulator import default_config, simulate_cohort
 from serving.app import create_app
 from tests.integration.cli_process import ROOT, cli_env
+from tests.integration.no_sklearn_child import predictions_of
 from tests.support import TrainedStore
 
 pytestmark = pytest.mark.slow
@@ -51,19 +52,10 @@ def _records(trained_store: TrainedStore) -> dict[str, list[dict[str, Any]]]:
 
 def _expected(trained_store: TrainedStore, patients: dict[str, list[dict[str, Any]]]) -> Any:
     """What the child computes, computed here (scikit-learn importable)."""
-    predictions = {}
-    for task, records in patients.items():
-        predictor = load(task, settings=trained_store.settings)
-        X = predictor.encode_records(records)
-        outputs, contributions = predictor.predict_and_explain(X[:1])
-        bounds = predictor.interval_bounds(X[:1], outputs)
-        predictions[task] = {
-            "version": predictor.info.version,
-            "batch": predictor.batch_matrix(X).tolist(),
-            "one": outputs.tolist(),
-            "one_contributions": contributions.tolist(),
-            "one_bounds": None if bounds is None else bounds.tolist(),
-        }
+    predictions = {
+        task: predictions_of(load(task, settings=trained_store.settings), records)
+        for task, records in patients.items()
+    }
     served: dict[str, Any] = {}
     with TestClient(create_app()) as client:
         served["ready"] = client.get("/health/ready").status_code
