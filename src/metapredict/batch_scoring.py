@@ -382,11 +382,14 @@ class CheckedChunk:
     problems: list[RowProblem]
 
 
-def prepare_chunk(predictor: Predictor, frame: pd.DataFrame, id_col: str | None) -> CheckedChunk:
-    """Check one chunk (index: input row numbers) and encode its valid rows."""
+def prepare_chunk(
+    predictor: Predictor, frame: pd.DataFrame, id_col: str | None, *, encode: bool = True
+) -> CheckedChunk:
+    """Check one chunk (index: input row numbers) and encode its valid rows (unless
+    ``encode`` is false: a chunk that will only be checked)."""
     ids = _ids(frame, id_col)
     valid, problems = check_chunk(predictor, frame, id_col, ids)
-    X = None if valid.empty else predictor.encode_frame(valid)
+    X = None if valid.empty or not encode else predictor.encode_frame(valid)
     return CheckedChunk(len(frame), valid, X, ids, problems)
 
 
@@ -400,8 +403,8 @@ def process_chunk(
 ) -> tuple[pd.DataFrame | None, list[RowProblem]]:
     """Check one chunk (index: input row numbers) and score its valid rows (unless ``score``
     is false: after a problem, without ``skip_invalid``, the rest is only checked)."""
-    chunk = prepare_chunk(predictor, frame, id_col)
-    if not score or chunk.X is None:
+    chunk = prepare_chunk(predictor, frame, id_col, encode=score)
+    if chunk.X is None:
         return None, chunk.problems
     scored = score_chunk(predictor, chunk.valid, chunk.ids, explain=explain, X=chunk.X)
     return scored, chunk.problems
@@ -603,7 +606,10 @@ def score_file(
         for number, frame in enumerate(read_chunks(data, chunk_rows)):
             if number == 0:
                 id_col = id_column(frame.columns.tolist())
-            yield prepare_chunk(predictor, frame, id_col)
+            # After a problem, without skip_invalid, nothing more is scored: the rest is only
+            # checked (the chunk already read ahead when the problem was found may be encoded).
+            encode = skip_invalid or not summary.problems
+            yield prepare_chunk(predictor, frame, id_col, encode=encode)
 
     try:
         for chunk in one_ahead(checked()):

@@ -145,6 +145,38 @@ def test_chunks_do_not_change_the_answers(
     pd.testing.assert_frame_equal(outs[0], outs[1])
 
 
+def test_after_an_invalid_row_the_rest_is_checked_but_not_encoded(
+    trained_store: TrainedStore,
+    cohort: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without --skip-invalid nothing is written once a row fails: the later chunks are still
+    checked (the report lists every problem) but no longer encoded for scoring."""
+    predictor = registry.load("dormancy", settings=trained_store.settings)
+    encoded: list[int] = []
+    encode = predictor.encode_frame
+
+    def counting(frame: pd.DataFrame) -> np.ndarray:
+        encoded.append(len(frame))
+        return encode(frame)
+
+    monkeypatch.setattr(predictor, "encode_frame", counting)
+    bad = cohort.head(100).copy()
+    bad.loc[3, "platelet_count"] = -3.0
+    bad.loc[97, "cancer_type"] = "Not A Label"
+    data, out = tmp_path / "cohort.parquet", tmp_path / "out.parquet"
+    bad.to_parquet(data)
+
+    summary = batch_scoring.score_file(predictor, data, out, chunk_rows=10)
+
+    assert [p.row for p in summary.problems] == [3, 97]
+    assert summary.rows_read == 100 and summary.rows_scored == 0
+    assert not out.exists()
+    # the first chunk, and at most the one read ahead while the problem was being recorded
+    assert 1 <= len(encoded) <= 2, encoded
+
+
 def test_unusable_input_is_refused_naming_the_file(store_env: TrainedStore, tmp_path: Path) -> None:
     data = tmp_path / "cohort.json"
     data.write_text("{}")
