@@ -251,6 +251,18 @@ def run(
         f"- Load average at start (1, 5, 15 min): {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} "
         "(above about 1, other jobs shared the 2 cores).",
     )
+    report.notes += [
+        f"The interval spread and centre Boosters are {1 - main_s / floor_s:.0%} of the "
+        "floor's booster time (the site Boosters alone: the first row).",
+        "The command's own work beyond the Boosters: start-up (imports, loading the model: a "
+        "few seconds), reading, the schema check, encoding, the output columns and writing. The "
+        "next chunk is read and checked in a background thread while the current one is scored "
+        "(`batch_scoring.one_ahead`).",
+        "Memory stays flat because the Parquet file is read without Arrow's pre-buffering: with "
+        "it, `ParquetFile.iter_batches` kept every row group it had read buffered until the "
+        "reader closed, and the peak RSS grew with the file (1.53 GB at 5,000,000 patients on "
+        "`e8ddb0e`, against about 0.7 GB since `65e39ec`).",
+    ]
     return report
 
 
