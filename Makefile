@@ -36,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Benchmarks (about 30 minutes on 2 cores, not yet timed in full; see benchmarks/README.md): benchmarks/results/*.md.
+# Benchmarks (about 45 minutes on 2 cores; see benchmarks/README.md): benchmarks/results/*.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
