@@ -250,7 +250,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def options(args: argparse.Namespace, module: str) -> PartOptions:
+    """The part's options from its command line. Also makes SIGTERM end the part as Ctrl-C
+    does, by an exception: the ``finally`` blocks and context managers then stop the servers it
+    started (each in its own process group, which the default SIGTERM action would leave
+    running) and remove its temporary stores, and no results file is written."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     command = " ".join(["python -m", module, *sys.argv[1:]])
     return PartOptions(quick=bool(args.quick), out=out, store=args.store, command=command)
