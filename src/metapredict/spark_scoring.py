@@ -1,7 +1,10 @@
 """Batch scoring on Spark (``metapredict predict --engine spark``).
 
 The cohort is read by Spark (Parquet, or CSV/TSV with the schema's column types), the native
-predictor is broadcast to the executors, and each partition runs the local engine's own
+predictor is broadcast to the executors as its model artifact (``predictor.json`` and the
+LightGBM model texts, the files a registered version holds; nothing pickled), each executor's
+Python worker loads it once with the registry's own checked reader, and each partition runs the
+local engine's own
 :func:`~metapredict.batch_scoring.check_chunk` and :func:`~metapredict.batch_scoring.score_chunk`
 through ``DataFrame.mapInPandas``, so both engines give the same rows. Input row numbers come
 from Spark's partition ids and ``monotonically_increasing_id`` (a partition's offset plus the
@@ -43,6 +46,7 @@ from metapredict.batch_scoring import (
     ScoringSummary,
 )
 from metapredict.predictor import Predictor
+from metapredict.registry.artifact import read_predictor, write_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,39 @@ _MID = "_metapredict_mid"
 #: monotonically_increasing_id puts the partition id in the upper 31 bits.
 _POSITION_BITS = 33
 PROBLEM_SCHEMA = "row long, id string, field string, rule string"
+
+#: An executor's loaded predictors by their document's SHA-256: a Python worker loads a model
+#: once, however many partitions it scores (Spark reuses its Python workers).
+_LOADED: dict[str, Predictor] = {}
+
+
+def artifact_files(predictor: Predictor) -> tuple[dict[str, bytes], str]:
+    """``predictor`` as its model artifact's files (relative path -> bytes) and the document's
+    SHA-256: what is broadcast to the executors."""
+    with tempfile.TemporaryDirectory(prefix="metapredict-spark-") as tmp:
+        root = Path(tmp)
+        digest = write_predictor(predictor, root)
+        files = {
+            path.relative_to(root).as_posix(): path.read_bytes()
+            for path in sorted(root.rglob("*"))
+            if path.is_file()
+        }
+    return files, digest
+
+
+def predictor_from_files(files: dict[str, bytes], digest: str) -> Predictor:
+    """The predictor in ``files`` (see :func:`artifact_files`), read and checked as the registry
+    reads an artifact (every file's SHA-256), once per process."""
+    loaded = _LOADED.get(digest)
+    if loaded is None:
+        with tempfile.TemporaryDirectory(prefix="metapredict-spark-") as tmp:
+            root = Path(tmp)
+            for name, data in files.items():
+                path = root / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            loaded = _LOADED[digest] = read_predictor(root, digest)
+    return loaded
 
 
 def spark_session(master: str | None = None, app_name: str = "metapredict-predict") -> Any:
@@ -157,10 +194,10 @@ def score_file(
     tagged, offsets, total = _numbered(frame)
     if total == 0:
         raise BatchInputError(f"{data} holds no rows")
-    shared = spark.sparkContext.broadcast(predictor)
+    shared = spark.sparkContext.broadcast(artifact_files(predictor))
 
     def check(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        model = shared.value
+        model = predictor_from_files(*shared.value)
         for pdf in batches:
             chunk = _indexed(pdf, offsets)
             _, problems = batch_scoring.check_chunk(model, chunk, id_col)
@@ -186,7 +223,7 @@ def score_file(
     arrow = batch_scoring.arrow_schema(predictor, explain=explain, with_id=id_col is not None)
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        model = shared.value
+        model = predictor_from_files(*shared.value)
         for pdf in batches:
             chunk = _indexed(pdf, offsets)
             scored, _ = batch_scoring.process_chunk(model, chunk, id_col, explain=explain)

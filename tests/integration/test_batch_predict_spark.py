@@ -67,3 +67,53 @@ def test_spark_gives_the_local_engines_rows_and_problems(
 
     assert strict.invalid_rows == 1 and strict.output is None
     assert not (tmp_path / "strict").exists()
+
+
+def test_executors_get_the_model_artifact_not_a_pickled_predictor(
+    trained_store: TrainedStore, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    from metapredict import spark_scoring
+    from metapredict.predictor import Predictor
+
+    predictor = registry.load("tropism", settings=trained_store.settings)
+
+    def refuse(self: Predictor, protocol: Any) -> Any:
+        raise AssertionError("a Predictor was pickled")
+
+    monkeypatch.setattr(Predictor, "__reduce_ex__", refuse)
+    with pytest.raises(AssertionError, match="pickled"):
+        pickle.dumps(predictor)  # the guard holds in this process, where Spark pickles jobs
+    cohort = simulate_cohort(150, seed=37, config=default_config())
+    data = tmp_path / "cohort.parquet"
+    cohort.to_parquet(data)
+
+    on_spark = spark_scoring.score_file(predictor, data, tmp_path / "spark", spark=spark)
+    batch_scoring.score_file(predictor, data, tmp_path / "local.parquet")
+
+    assert on_spark.rows_scored == len(cohort)
+    got = pd.read_parquet(tmp_path / "spark").sort_values("row").reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        got, pd.read_parquet(tmp_path / "local.parquet"), check_dtype=False
+    )
+
+
+def test_the_broadcast_artifact_is_checked_when_loaded(trained_store: TrainedStore) -> None:
+    from metapredict import spark_scoring
+    from metapredict.registry.artifact import ArtifactError
+
+    predictor = registry.load("dormancy", settings=trained_store.settings)
+    files, digest = spark_scoring.artifact_files(predictor)
+
+    loaded = spark_scoring.predictor_from_files(files, digest)
+    X = predictor.encode_frame(
+        simulate_cohort(20, seed=3, config=default_config()).query("stage != 'IV'")
+    )
+    assert (loaded.batch_matrix(X) == predictor.batch_matrix(X)).all()
+
+    booster = next(name for name in files if name.startswith("boosters/"))
+    tampered = {**files, booster: files[booster].replace(b"=", b"=1", 1)}
+    spark_scoring._LOADED.clear()
+    with pytest.raises(ArtifactError, match="SHA-256"):
+        spark_scoring.predictor_from_files(tampered, digest)
