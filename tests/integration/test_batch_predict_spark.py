@@ -5,6 +5,7 @@ One SparkSession (``local[2]``) for the module: the JVM's start-up costs seconds
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,20 @@ def spark() -> Iterator[Any]:
 
 
 def test_spark_gives_the_local_engines_rows_and_problems(
-    trained_store: TrainedStore, spark: Any, tmp_path: Path
+    trained_store: TrainedStore, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also: the executors get the model artifact, never a pickled predictor."""
     from metapredict import spark_scoring
+    from metapredict.predictor import Predictor
 
     predictor = registry.load("tropism", settings=trained_store.settings)
+
+    def refuse(self: Predictor, protocol: Any) -> Any:
+        raise AssertionError("a Predictor was pickled")
+
+    monkeypatch.setattr(Predictor, "__reduce_ex__", refuse)
+    with pytest.raises(AssertionError, match="pickled"):
+        pickle.dumps(predictor)  # the guard holds in this process, where Spark pickles jobs
     cohort = simulate_cohort(300, seed=31, config=default_config())
     cohort.loc[7, "b_cells_naive"] = 1.5  # above the schema's maximum
     data = tmp_path / "cohort.csv"
@@ -67,36 +77,6 @@ def test_spark_gives_the_local_engines_rows_and_problems(
 
     assert strict.invalid_rows == 1 and strict.output is None
     assert not (tmp_path / "strict").exists()
-
-
-def test_executors_get_the_model_artifact_not_a_pickled_predictor(
-    trained_store: TrainedStore, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import pickle
-
-    from metapredict import spark_scoring
-    from metapredict.predictor import Predictor
-
-    predictor = registry.load("tropism", settings=trained_store.settings)
-
-    def refuse(self: Predictor, protocol: Any) -> Any:
-        raise AssertionError("a Predictor was pickled")
-
-    monkeypatch.setattr(Predictor, "__reduce_ex__", refuse)
-    with pytest.raises(AssertionError, match="pickled"):
-        pickle.dumps(predictor)  # the guard holds in this process, where Spark pickles jobs
-    cohort = simulate_cohort(150, seed=37, config=default_config())
-    data = tmp_path / "cohort.parquet"
-    cohort.to_parquet(data)
-
-    on_spark = spark_scoring.score_file(predictor, data, tmp_path / "spark", spark=spark)
-    batch_scoring.score_file(predictor, data, tmp_path / "local.parquet")
-
-    assert on_spark.rows_scored == len(cohort)
-    got = pd.read_parquet(tmp_path / "spark").sort_values("row").reset_index(drop=True)
-    pd.testing.assert_frame_equal(
-        got, pd.read_parquet(tmp_path / "local.parquet"), check_dtype=False
-    )
 
 
 def test_the_broadcast_artifact_is_checked_when_loaded(trained_store: TrainedStore) -> None:
