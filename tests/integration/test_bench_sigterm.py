@@ -19,17 +19,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: A part in miniature: its options, then a server held open until the part is ended.
 PART = """
-import os, sys, time
+import os, signal, sys
 from pathlib import Path
 from benchmarks import common
 common.options(common.parser("a part").parse_args([]), "test")
 server = common.Server(
-    "sleeper", [sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ),
+    "idle", [sys.executable, "-c", "import signal; signal.pause()"], dict(os.environ),
     Path(sys.argv[1]),
 )
 with server:
     print(server.pid, flush=True)
-    time.sleep(600)
+    signal.pause()  # until a signal: SIGTERM raises SystemExit here
 """
 
 

@@ -149,30 +149,27 @@ def test_compare_lists_both_versions(history: History) -> None:
 
 # --- promotion across processes ---------------------------------------------------------------
 
-#: A promoter process: waits for the go file, then promotes with a 1.5 s pause after every alias
-#: read (between "is the champion still X?" and "set champion"), so unserialised promoters
-#: would both win.
+#: A promoter process: waits for "go" on its stdin, then promotes with a 1.5 s pause after
+#: every alias read (between "is the champion still X?" and "set champion"), so unserialised
+#: promoters would both win.
 _PROMOTER = """
 import json, sys, time
 from pathlib import Path
 from metapredict.registry import promotion
-version, expected, ready, go = sys.argv[1:5]
+version, expected, ready = sys.argv[1:4]
 read = promotion._alias_version
 def slow_read(client, name, alias):
     found = read(client, name, alias)
     time.sleep(1.5)
     return found
 promotion._alias_version = slow_read
-if len(sys.argv) > 5:  # the control: no lock
+if len(sys.argv) > 4:  # the control: no lock
     import contextlib
     promotion.registry_lock = lambda *a, **k: contextlib.nullcontext()
 promotion.champion_version("tropism")  # connected (store opened, client cached) before "go"
 Path(ready).touch()
-deadline = time.monotonic() + 120
-while not Path(go).exists():
-    if time.monotonic() > deadline:
-        sys.exit("no go signal")
-    time.sleep(0.01)
+if sys.stdin.readline().strip() != "go":  # blocks until the parent releases both promoters
+    sys.exit("no go signal")
 result = promotion.promote_if_unchanged("tropism", version, expected)
 print(json.dumps({"version": version, "promoted": result.promoted}))
 """
@@ -182,15 +179,15 @@ def _race(
     settings: StoreSettings, versions: tuple[str, str], expected: str, tmp: Path, *, lock: bool
 ) -> list[dict[str, object]]:
     """Two promoter processes released together; their JSON answers."""
-    go = tmp / "go"
     procs: list[subprocess.Popen[str]] = []
     try:
         for i, version in enumerate(versions):
-            argv = [sys.executable, "-c", _PROMOTER, version, expected, str(tmp / f"r{i}"), str(go)]
+            argv = [sys.executable, "-c", _PROMOTER, version, expected, str(tmp / f"r{i}")]
             procs.append(
                 subprocess.Popen(
                     [*argv, *([] if lock else ["nolock"])],
                     env=child_env(settings),
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
                 )
@@ -201,7 +198,10 @@ def _race(
             return all((tmp / f"r{i}").exists() for i in range(2))
 
         wait_until(ready, CHILD_TIMEOUT, "both promoters to be ready")
-        go.touch()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         answers = []
         for proc in procs:
             out, _ = proc.communicate(timeout=CHILD_TIMEOUT)
