@@ -58,6 +58,9 @@ HEARTBEAT_S = 10
 GRACE_S = 30
 #: A trial of a dead worker is re-queued this many times at most.
 MAX_RETRY = 2
+#: Opening a new storage while a process outside our lock creates its tables fails once;
+#: the second open finds them. A third try covers a second such process.
+CREATE_ATTEMPTS = 3
 #: Optuna study attributes: the MLflow parent run, and which worker claimed the final step.
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 #: Complete trials before the pruner may prune (it needs a median to compare with).
@@ -136,21 +139,38 @@ def default_storage_url(settings: StoreSettings | None = None) -> str:
 def open_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> Any:
     """The RDB storage with heartbeats and the retry-on-failure callback."""
     import optuna
+    import sqlalchemy.exc
 
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several processes write one SQLite file: wait for the lock rather than fail.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    with _creating(url):
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
-                max_retry=MAX_RETRY
-            ),
-        )
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            with _creating(url):
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_s,
+                    grace_period=grace_s,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                )
+        except sqlalchemy.exc.DBAPIError as error:
+            # A process outside the lock (optuna-dashboard, a notebook's load_study) created
+            # the tables while this one did: "table studies already exists" (SQLite),
+            # 'relation "studies" already exists' (PostgreSQL), or a duplicate alembic_version
+            # row. They exist now, so opening again finds them.
+            if attempt == CREATE_ATTEMPTS or not _created_elsewhere(error):
+                raise
+            logger.info("Optuna's tables were created by another process; opening again")
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _created_elsewhere(error: Exception) -> bool:
+    text = str(error)
+    return "already exists" in text or "alembic_version" in text
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from metapredict.evaluation import cross_validate, prepare
 from metapredict.pipeline import LIGHTGBM, load_cohort, resolve_model, resolve_repeats
 from metapredict.simulator import default_config, simulate_cohort
 from metapredict.training_config import load_training_config
-from metapredict.tuning import make_estimator
+from metapredict.tuning import make_estimator, open_storage
 from tests.servers import wait_until
 from tests.support import store_from_template, store_settings
 
@@ -108,7 +108,10 @@ def finish(worker: subprocess.Popen[str]) -> dict[str, object]:
 
 
 def load(setup: dict[str, Path]) -> optuna.Study:
-    return optuna.load_study(study_name="s", storage=f"sqlite:///{setup['storage']}")
+    """The study, opened as the workers open it: under the storage's creation lock, since
+    opening a storage whose tables a worker is still creating would create them too and race it
+    ("UNIQUE constraint failed: alembic_version.version_num")."""
+    return optuna.load_study(study_name="s", storage=open_storage(f"sqlite:///{setup['storage']}"))
 
 
 def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -173,8 +176,8 @@ def test_a_killed_workers_trial_is_retried(setup: dict[str, Path]) -> None:
 
     def started() -> bool:
         if setup["storage"].exists():
-            # KeyError and the rest: the study (or Optuna's tables, which this read would also
-            # create) is being created by the worker
+            # KeyError: the worker has not created the study yet; OperationalError: the
+            # database stayed locked by a writer
             with contextlib.suppress(
                 KeyError, optuna.exceptions.OptunaError, sqlalchemy.exc.OperationalError
             ):
@@ -200,3 +203,39 @@ def test_a_killed_workers_trial_is_retried(setup: dict[str, Path]) -> None:
     # The retry keeps what the dead trial had sampled (nothing, if it died before sampling).
     assert study.trials[killed].params.items() <= retries[0].params.items()
     assert result["final_step"] is True
+
+
+def test_a_worker_opens_a_new_storage_while_another_program_creates_its_tables(
+    tmp_path: Path,
+) -> None:
+    """A program outside the workers' lock (optuna-dashboard, a notebook's ``load_study``) that
+    opens a new storage creates Optuna's tables too. Racing it, a worker's first open failed with
+    "table studies already exists" about three times in four; it now opens again. One worker
+    process opens eight new storages in turn while this test opens the newest, as optuna does."""
+    files = [tmp_path / f"optuna-{n}.db" for n in range(8)]
+    code = (
+        "import sys, optuna; from metapredict.tuning import open_storage\n"
+        "for path in sys.argv[1:]:\n"
+        "    optuna.create_study(study_name='s', storage=open_storage('sqlite:///' + path))\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, files)],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while worker.poll() is None:
+            newest = [f for f in files if f.exists()][-1:]
+            for path in newest:
+                with contextlib.suppress(Exception):
+                    optuna.load_study(study_name="s", storage=f"sqlite:///{path}")
+        _, err = worker.communicate(timeout=WORKER_TIMEOUT_S)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, err[-3000:]
+    for path in files:
+        assert optuna.load_study(study_name="s", storage=f"sqlite:///{path}").study_name == "s"
