@@ -47,17 +47,13 @@ class StoreSettings(BaseSettings):
     """``METAPREDICT_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
     ``sqlite:///<repo>/mlruns/mlflow.db``) and the artifact root (``METAPREDICT_ARTIFACT_ROOT``,
     default ``artifacts/`` beside the SQLite file). ``METAPREDICT_DIRECT_READ=false`` makes
-    loading always go through MLflow's client, never read a local SQLite registry directly.
-    ``METAPREDICT_ALLOW_PICKLE=1`` loads versions registered before the JSON model format
-    (pickles, which run code when loaded: only for stores you trust); they are refused
-    otherwise."""
+    loading always go through MLflow's client, never read a local SQLite registry directly."""
 
     model_config = SettingsConfigDict(env_prefix="METAPREDICT_", extra="ignore")
 
     tracking_uri: str = ""
     artifact_root: str = ""
     direct_read: bool = True
-    allow_pickle: bool = False
 
     def resolved_tracking_uri(self) -> str:
         # Under `mlflow run`, MLflow passes its own store as MLFLOW_TRACKING_URI: use it too.

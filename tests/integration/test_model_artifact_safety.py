@@ -5,7 +5,8 @@ old ``predictor.joblib`` path, MLflow's ``python_model.pkl``, inside the predict
 service's loader (direct read and MLflow's client), the start-up prefetch child,
 ``mlflow.pyfunc.load_model`` and the running service load the real model and never create the
 marker. A version saved in the old pickled format is refused with a message naming the retrain
-command, unless ``METAPREDICT_ALLOW_PICKLE=1``; a changed file is refused with the reason.
+and the one-off conversion commands; ``metapredict convert-legacy --trust-pickle`` registers it
+again as data; a changed file is refused with the reason.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from fastapi.testclient import TestClient
 from metapredict import registry, schema
 from metapredict.registry.direct_read import read_version
 from metapredict.registry.fetch import Prefetch
+from metapredict.registry.loader import load_version
 from metapredict.registry.store import LegacyModelError, connect, model_name
 from metapredict.settings import StoreSettings
 from metapredict.simulator import default_config, simulate_cohort
 from serving.app import create_app
 from serving.settings import ServingSettings
+from tests.integration.cli_process import run_cli
 from tests.support import TrainedStore, store_settings
 
 pytestmark = pytest.mark.slow
@@ -166,8 +169,8 @@ def _legacy_version(settings: StoreSettings, content: bytes) -> str:
     return str(version.version)
 
 
-def test_an_old_pickled_version_is_refused_with_the_retrain_command(
-    store: StoreSettings, tmp_path: Path
+def test_an_old_pickled_version_is_refused_with_the_retrain_and_convert_commands(
+    store: StoreSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marker = tmp_path / "marker"
     version = _legacy_version(store, _evil_pickle(marker))
@@ -175,7 +178,9 @@ def test_an_old_pickled_version_is_refused_with_the_retrain_command(
         with pytest.raises(LegacyModelError, match=f"version {version} was saved as a pickle") as e:
             registry.load(TASK, "champion", settings)
         assert f"metapredict train {TASK}" in str(e.value)
-        assert "METAPREDICT_ALLOW_PICKLE=1" in str(e.value)
+        assert f"metapredict convert-legacy {TASK} --version {version} --trust-pickle" in str(
+            e.value
+        )
 
     settings = ServingSettings(**store.model_dump(), tasks=(TASK,), poll_seconds=0)
     with TestClient(create_app(settings)) as client:
@@ -184,32 +189,86 @@ def test_an_old_pickled_version_is_refused_with_the_retrain_command(
         assert body["loaded"] is False
         assert f"metapredict train {TASK}" in body["last_reload"]["message"]
         assert str(tmp_path) not in json.dumps(body), "no local paths in responses"
+
+    # The variable that once let every loader unpickle is not read any more.
+    monkeypatch.setenv("METAPREDICT_ALLOW_PICKLE", "1")
+    fresh = StoreSettings(tracking_uri=store.tracking_uri, artifact_root=store.artifact_root)
+    with pytest.raises(LegacyModelError):
+        registry.load(TASK, "champion", fresh)
     assert not marker.exists(), "a refused pickle was executed"
 
-    # Opting in means trusting the file: it is then unpickled (and this one runs its command).
-    allowed = store.model_copy(update={"allow_pickle": True})
-    with pytest.raises(Exception):  # noqa: B017 - os.system's return value is no predictor
-        registry.load(TASK, "champion", allowed)
+    # Converting it unpickles it, so it asks for --trust-pickle first.
+    refused = run_cli("convert-legacy", TASK, "--version", version, settings=store)
+    assert refused.returncode == 2, refused.stderr
+    assert "--trust-pickle" in refused.stderr and f"metapredict train {TASK}" in refused.stderr
+    assert not marker.exists(), "a pickle was executed without --trust-pickle"
+
+    # Trusting the file means unpickling it: this one runs its command, and as it holds no
+    # predictor nothing is registered.
+    trusted = run_cli(
+        "convert-legacy", TASK, "--version", version, "--trust-pickle", settings=store
+    )
+    assert trusted.returncode == 1, trusted.stderr
+    assert "does not hold a metapredict predictor" in trusted.stderr
+    assert "Traceback" not in trusted.stderr
     assert marker.exists()
+    assert _latest_version(store) == version
 
 
-def test_opting_in_loads_an_old_pickled_version(
-    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+def _latest_version(settings: StoreSettings) -> str:
+    client, _, _ = connect(settings)
+    found = client.search_model_versions(f"name = '{model_name(TASK)}'")  # type: ignore[attr-defined]
+    return str(max(int(v.version) for v in found))
+
+
+def test_converting_an_old_version_registers_it_as_data_and_moves_its_aliases(
+    store: StoreSettings,
 ) -> None:
     current = registry.load(TASK, "champion", store)
     version = _legacy_version(store, b"")
     legacy = _model_dir(store).parent / "old-format" / "artifacts" / "predictor.joblib"
     joblib.dump(current, legacy)
-    monkeypatch.setenv("METAPREDICT_ALLOW_PICKLE", "1")
-    allowed = StoreSettings(tracking_uri=store.tracking_uri, artifact_root=store.artifact_root)
-    assert allowed.allow_pickle
-    for settings in (allowed, allowed.model_copy(update={"direct_read": False})):
+    client, _, _ = connect(store)
+    name = model_name(TASK)
+    client.set_registered_model_alias(name, "validated", version)  # type: ignore[attr-defined]
+    training_run = client.get_model_version(name, version).run_id  # type: ignore[attr-defined]
+
+    result = run_cli("convert-legacy", TASK, "--version", version, "--trust-pickle", settings=store)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    new = answer["new_version"]
+    assert (answer["old_version"], int(new)) == (version, int(version) + 1)
+    assert answer["aliases_moved"] == ["champion", "validated"]
+    assert answer["aliases_left"] == []
+
+    # The new version is data: every loader reads it, checked, and it answers as the pickle did.
+    frame = _frame()
+    for settings in (store, store.model_copy(update={"direct_read": False})):
         loaded = registry.load(TASK, "champion", settings)
-        assert loaded.info.version == version
-        frame = _frame()
+        assert loaded.info.version == new
         np.testing.assert_array_equal(
             loaded.predict_batch(frame).to_numpy(), current.predict_batch(frame).to_numpy()
         )
+    assert registry.load(TASK, "validated", store).info.version == new
+    converted = client.get_model_version(name, new)  # type: ignore[attr-defined]
+    assert converted.tags["converted_from_version"] == version
+    assert converted.tags["predictor_sha256"]
+    # ... of the same training run (its metrics and drift reference), which stays finished.
+    assert converted.run_id == training_run
+    assert client.get_run(training_run).info.status == "FINISHED"  # type: ignore[attr-defined]
+    assert loaded.info.metrics == load_version(TASK, "1", store).info.metrics
+
+    # The old version stays refused; converting it again or a JSON version is refused.
+    assert client.get_model_version(name, version).tags["converted_to_version"] == new  # type: ignore[attr-defined]
+    with pytest.raises(LegacyModelError):
+        load_version(TASK, version, store)
+    again = run_cli("convert-legacy", TASK, "--version", version, "--trust-pickle", settings=store)
+    assert again.returncode == 1 and f"version {new} holds it" in again.stderr, again.stderr
+    json_one = run_cli("convert-legacy", TASK, "--version", "1", "--trust-pickle", settings=store)
+    assert json_one.returncode == 1 and "already stored in the JSON format" in json_one.stderr
+    missing = run_cli("convert-legacy", TASK, "--version", "99", "--trust-pickle", settings=store)
+    assert missing.returncode == 1 and "no version 99 of model" in missing.stderr
+    assert _latest_version(store) == new
 
 
 @pytest.mark.parametrize("direct_read", [True, False], ids=["direct-read", "mlflow-client"])

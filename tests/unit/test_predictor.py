@@ -205,7 +205,7 @@ def test_a_model_saved_before_schema_2_loads_with_what_it_was_trained_on(
 def test_a_pickle_saved_before_the_fitted_models_predicts_the_same(
     training_rows: pd.DataFrame, probe: pd.DataFrame
 ) -> None:
-    """Old pickles (loaded only with ``METAPREDICT_ALLOW_PICKLE=1``) hold the training
+    """Old pickles (unpickled only by ``metapredict convert-legacy``) hold the training
     estimator, without ``model_``: unpickled, the estimator rebuilds it, and the predictor and
     the interval ensemble take it, predicting what the estimator predicted."""
     relapsed = training_rows[training_rows[EVENT]]

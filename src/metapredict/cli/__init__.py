@@ -9,6 +9,7 @@ import typer
 from metapredict.cli import (
     cohort,
     compare,
+    convert,
     deconvolve,
     predict,
     retrain,
@@ -54,3 +55,4 @@ app.command(name="compare")(compare.compare)
 app.command(name="ui")(ui.ui)
 app.command(name="predict")(predict.predict)
 app.command(name="tune")(tune.tune)
+app.command(name="convert-legacy")(convert.convert_legacy)

@@ -105,7 +105,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         tracking_uri=request["tracking_uri"],
         artifact_root=request["artifact_root"],
         direct_read=request["direct_read"],
-        allow_pickle=request.get("allow_pickle", False),
     )
     results = fetch_all(request["tasks"], request["alias"], settings, Path(request["dest"]))
     answer.write(json.dumps(results) + "\n")
@@ -148,7 +147,6 @@ class Prefetch:
             "tracking_uri": settings.resolved_tracking_uri(),
             "artifact_root": str(settings.resolved_artifact_root()),
             "direct_read": settings.direct_read,
-            "allow_pickle": settings.allow_pickle,
             "dest": str(self._dest),
         }
         self._proc = subprocess.Popen(
@@ -229,7 +227,7 @@ class Prefetch:
         if fetched is None:
             return load(task, alias, settings)
         try:
-            return open_fetched(fetched, allow_pickle=settings.allow_pickle)
+            return open_fetched(fetched)
         finally:
             if self._dest is not None:  # the child's download (a direct read opens in place)
                 shutil.rmtree(self._dest / task, ignore_errors=True)

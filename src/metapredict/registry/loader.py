@@ -6,9 +6,9 @@ LightGBM model text, checked against the SHA-256 recorded at registration
 (:mod:`metapredict.registry.artifact`; nothing is unpickled). :func:`load` does both, and every
 loader (the service, its start-up prefetch, ``metapredict predict``) goes through these two.
 
-Versions registered before the JSON format hold a pickle (``predictor.joblib``): they are
-refused with a message naming the retrain command, unless the store settings allow pickles
-(``METAPREDICT_ALLOW_PICKLE=1``, for old versions one trusts).
+Versions registered before the JSON format hold a pickle (``predictor.joblib``): every loader
+refuses them, with a message naming the retrain and the one-off conversion commands
+(:mod:`metapredict.legacy_conversion`, the only code that unpickles, never in a server).
 
 A local SQLite store with local artifacts is read directly
 (:mod:`metapredict.registry.direct_read`, no MLflow import, the artifact opened in place); any
@@ -127,12 +127,14 @@ def find_local(task: str, alias: str, settings: StoreSettings) -> FetchedModel |
     )
 
 
-def fetch(task: str, alias: str, settings: StoreSettings | None, dest: Path) -> FetchedModel:
+def fetch(
+    task: str, alias: str, settings: StoreSettings | None, dest: Path, *, legacy_ok: bool = False
+) -> FetchedModel:
     """Resolve ``models:/metapredict-<task>@<alias>`` and find its predictor.
 
     A store read directly names the folder where it lies in the store; otherwise MLflow's
-    client downloads it into ``dest``. An old pickled version is only downloaded when the
-    settings allow pickles (it is refused otherwise, without reading it).
+    client downloads it into ``dest``. An old pickled version is refused without reading it
+    (``legacy_ok``: found, for the one-off conversion, which alone unpickles).
     """
     settings = settings or get_store_settings()
     found = find_local(task, alias, settings)
@@ -141,11 +143,16 @@ def fetch(task: str, alias: str, settings: StoreSettings | None, dest: Path) -> 
     read_via = _via_client(task, found)
     client, uri, _ = connect(settings)
     version = _version_by_alias(client, task, alias, uri)
-    return _download(client, task, version, alias, settings, dest, read_via)
+    return _download(client, task, version, alias, dest, read_via, legacy_ok)
 
 
 def fetch_version(
-    task: str, version: str, settings: StoreSettings | None, dest: Path
+    task: str,
+    version: str,
+    settings: StoreSettings | None,
+    dest: Path,
+    *,
+    legacy_ok: bool = False,
 ) -> FetchedModel:
     """Find version ``version`` of ``metapredict-<task>`` through MLflow's client and download
     its predictor into ``dest`` (a pinned version, e.g. to re-score a cohort with the model a
@@ -163,7 +170,7 @@ def fetch_version(
             f"no version {version} of model '{name}' in {uri}; list the versions with "
             "`metapredict ui` or use --alias champion"
         ) from None
-    return _download(client, task, found, "", settings, dest, "mlflow client: a pinned version")
+    return _download(client, task, found, "", dest, "mlflow client: a pinned version", legacy_ok)
 
 
 def _download(
@@ -171,18 +178,18 @@ def _download(
     task: str,
     version: Any,
     alias: str,
-    settings: StoreSettings,
     dest: Path,
     read_via: str,
+    legacy_ok: bool,
 ) -> FetchedModel:
-    """Download a registered version's predictor (the JSON format, or an old pickle when the
-    settings allow pickles: refused otherwise, without reading it)."""
+    """Download a registered version's predictor (the JSON format; an old pickle only with
+    ``legacy_ok``: refused otherwise, without reading it)."""
     import mlflow
 
     name = model_name(task)
     digest = str((version.tags or {}).get(DIGEST_TAG, ""))
     legacy = not digest and not _has_predictor_folder(client, name, str(version.version))
-    if legacy and not settings.allow_pickle:
+    if legacy and not legacy_ok:
         raise legacy_refusal(task, str(version.version))
     dest.mkdir(parents=True, exist_ok=True)
     local = mlflow.artifacts.download_artifacts(
@@ -222,56 +229,29 @@ def _has_predictor_folder(client: Any, name: str, version: str) -> bool:
     return any(e.path.rstrip("/").endswith(f"artifacts/{PREDICTOR_ARTIFACT}") for e in entries)
 
 
-def _unpickle_legacy(fetched: FetchedModel) -> Predictor:
-    """An old pickled predictor (only with ``METAPREDICT_ALLOW_PICKLE=1``)."""
-    import joblib
-
-    from metapredict.predictor import Predictor
-
-    logger.warning(
-        "%s version %s: unpickling %s because METAPREDICT_ALLOW_PICKLE is set; retrain it "
-        "(metapredict train %s) to store it as data",
-        fetched.name,
-        fetched.version,
-        LEGACY_PREDICTOR_FILE,
-        fetched.task,
-    )
-    predictor = joblib.load(Path(fetched.predictor_path))
-    if not isinstance(predictor, Predictor):
-        raise ModelArtifactError(
-            f"{fetched.name} version {fetched.version}: {LEGACY_PREDICTOR_FILE} does not hold a "
-            "metapredict predictor"
-        )
-    return predictor
-
-
-def open_fetched(fetched: FetchedModel, *, allow_pickle: bool = False) -> Predictor:
+def open_fetched(fetched: FetchedModel) -> Predictor:
     """Read a fetched predictor (checking its digests) and attach where it came from.
 
     Raises :class:`ModelArtifactError` for an artifact that is refused (changed, incomplete,
     malformed, registered without a digest) and
-    :class:`~metapredict.registry.store.LegacyModelError` for an old pickle when
-    ``allow_pickle`` is False.
+    :class:`~metapredict.registry.store.LegacyModelError` for an old pickle.
     """
     from metapredict.predictor import ModelInfo
     from metapredict.registry.artifact import ArtifactError, read_predictor
 
     what = f"{fetched.name} version {fetched.version}"
     if fetched.legacy:
-        if not allow_pickle:
-            raise legacy_refusal(fetched.task, fetched.version)
-        predictor = _unpickle_legacy(fetched)
-    else:
-        if not fetched.predictor_sha256:
-            raise ModelArtifactError(
-                f"{what} has no {DIGEST_TAG} tag, so its files cannot be checked, and is "
-                "refused: it was not registered by metapredict train. Retrain it: "
-                f"metapredict train {fetched.task}"
-            )
-        try:
-            predictor = read_predictor(Path(fetched.predictor_path), fetched.predictor_sha256)
-        except ArtifactError as err:
-            raise ModelArtifactError(f"{what} is refused: {err}") from None
+        raise legacy_refusal(fetched.task, fetched.version)
+    if not fetched.predictor_sha256:
+        raise ModelArtifactError(
+            f"{what} has no {DIGEST_TAG} tag, so its files cannot be checked, and is "
+            "refused: it was not registered by metapredict train. Retrain it: "
+            f"metapredict train {fetched.task}"
+        )
+    try:
+        predictor = read_predictor(Path(fetched.predictor_path), fetched.predictor_sha256)
+    except ArtifactError as err:
+        raise ModelArtifactError(f"{what} is refused: {err}") from None
     if predictor.task != fetched.task:
         raise ModelArtifactError(f"{what} is not a {fetched.task} predictor")
     predictor.info = ModelInfo(
@@ -290,15 +270,11 @@ def load(task: str, alias: str = CHAMPION, settings: StoreSettings | None = None
     """The native predictor of ``models:/metapredict-<task>@<alias>``, with its metadata."""
     settings = settings or get_store_settings()
     with scratch_dir("model") as tmp:
-        return open_fetched(
-            fetch(task, alias, settings, Path(tmp)), allow_pickle=settings.allow_pickle
-        )
+        return open_fetched(fetch(task, alias, settings, Path(tmp)))
 
 
 def load_version(task: str, version: str, settings: StoreSettings | None = None) -> Predictor:
     """The native predictor of ``models:/metapredict-<task>/<version>``, with its metadata."""
     settings = settings or get_store_settings()
     with scratch_dir("model") as tmp:
-        return open_fetched(
-            fetch_version(task, version, settings, Path(tmp)), allow_pickle=settings.allow_pickle
-        )
+        return open_fetched(fetch_version(task, version, settings, Path(tmp)))

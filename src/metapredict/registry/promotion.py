@@ -22,7 +22,8 @@ The lock depends on the store (:func:`registry_lock`):
   rather than guess that its holder is dead (a lease that others may break would let two jobs
   promote when the holder is merely slow).
 
-Also here: the retraining job's decision run (an MLflow run created with the client, so it
+Also here: moving a version's aliases to another version (:func:`move_aliases`, for a converted
+version), the retraining job's decision run (an MLflow run created with the client, so it
 can stay open while the training job runs its own fluent runs), version tags, and reading a
 training run's row-free feature profile (the drift reference).
 """
@@ -37,7 +38,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ from metapredict.registry.store import (
     CHALLENGER,
     CHAMPION,
     REFERENCE_PROFILE_ARTIFACT,
+    ModelNotFoundError,
     connect,
     experiment_id,
     model_name,
@@ -261,6 +263,51 @@ def promote_if_unchanged(
             client.delete_registered_model_alias(name, CHALLENGER)  # type: ignore[attr-defined]
     logger.info("%s: champion moved from %s to %s", name, expected_champion, version)
     return PromotionResult(True, expected_champion, version)
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A registered version's aliases (``champion`` first), tags and training run."""
+
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    run_id: str
+
+
+def version_record(task: str, version: str, settings: StoreSettings | None = None) -> VersionRecord:
+    """The registry's record of ``version``; :class:`ModelNotFoundError` when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    client, uri, _ = connect(settings)
+    name = model_name(task)
+    try:
+        found = client.get_model_version(name, version)  # type: ignore[attr-defined]
+    except MlflowException:
+        raise ModelNotFoundError(f"no version {version} of model '{name}' in {uri}") from None
+    aliases = sorted(found.aliases or (), key=lambda alias: (alias != CHAMPION, alias))
+    return VersionRecord(tuple(aliases), dict(found.tags or {}), str(found.run_id or ""))
+
+
+def move_aliases(
+    task: str, old: str, new: str, aliases: Sequence[str], settings: StoreSettings | None = None
+) -> tuple[list[str], list[str]]:
+    """Point each of ``aliases`` at version ``new`` if it still names ``old`` (``champion``
+    through :func:`promote_if_unchanged`, the others under the same lock). Returns the aliases
+    moved and those left, which had moved on meanwhile."""
+    client, _, _ = connect(settings)
+    name = model_name(task)
+    moved: list[str] = []
+    left: list[str] = []
+    for alias in aliases:
+        if alias == CHAMPION:
+            done = promote_if_unchanged(task, new, old, settings).promoted
+        else:
+            with registry_lock(settings, name=name):
+                done = _alias_version(client, name, alias) == old
+                if done:
+                    client.set_registered_model_alias(name, alias, new)  # type: ignore[attr-defined]
+        (moved if done else left).append(alias)
+    return moved, left
 
 
 def tag_version(

@@ -28,8 +28,8 @@ CHALLENGER = "challenger"
 #: (``predictor.json`` + LightGBM model text, :mod:`metapredict.registry.artifact`), also the
 #: pyfunc flavour's artifact key.
 PREDICTOR_ARTIFACT = "predictor"
-#: Where models registered before the JSON format kept a pickled predictor (refused unless
-#: ``METAPREDICT_ALLOW_PICKLE=1``).
+#: Where models registered before the JSON format kept a pickled predictor (refused by every
+#: loader; ``metapredict convert-legacy`` converts such a version once).
 LEGACY_PREDICTOR_FILE = "predictor.joblib"
 #: Row-free summary of a training run's features (drift reference), an artifact of the run.
 REFERENCE_PROFILE_ARTIFACT = "reference/feature_profile.json"
@@ -40,14 +40,15 @@ class ModelNotFoundError(LookupError):
 
 
 class LegacyModelError(RuntimeError):
-    """A version saved as a pickle (before the JSON format), refused unless allowed."""
+    """A version saved as a pickle (before the JSON format): refused by every loader."""
 
 
 def legacy_refusal(task: str, version: str) -> LegacyModelError:
     return LegacyModelError(
         f"{model_name(task)} version {version} was saved as a pickle (predictor.joblib), which "
-        f"can run code when loaded, and is refused. Retrain it: metapredict train {task}. To load "
-        "old pickled versions you trust, set METAPREDICT_ALLOW_PICKLE=1."
+        f"can run code when loaded, and is refused. Retrain it (metapredict train {task}) or, if "
+        "you trust every writer of this store, convert it once: metapredict convert-legacy "
+        f"{task} --version {version} --trust-pickle"
     )
 
 

@@ -159,6 +159,7 @@ class JobRun:
         *,
         alias: str | None = None,
         refusal: str | None = None,
+        assign_alias: bool = True,
     ) -> RegisteredVersion:
         """Log the whole fitted predictor as an MLflow model and register it.
 
@@ -166,7 +167,8 @@ class JobRun:
         (promotion is the retraining gate's decision). An explicit ``alias`` is set instead
         (the retraining job passes ``challenger`` and promotes under a lock). With a
         ``refusal`` (the champion guard's reason) the version gets no alias unless one is
-        given, and the reason as its ``not_champion`` tag.
+        given, and the reason as its ``not_champion`` tag. ``assign_alias=False`` registers
+        the version without an alias (the caller moves aliases itself).
         """
         import mlflow
         from mlflow.models import infer_signature
@@ -211,14 +213,10 @@ class JobRun:
         client = self.client
         if refusal is not None:
             client.set_model_version_tag(name, version, "not_champion", refusal)
-            if alias is None:
-                client.set_model_version_tag(
-                    name, version, "schema_version", predictor.schema_version
-                )
-                logger.info("registered %s version %s without an alias", name, version)
-                return RegisteredVersion(
-                    name, version, "", self.run_id, f"models:/{name}/{version}"
-                )
+        if not assign_alias or (refusal is not None and alias is None):
+            client.set_model_version_tag(name, version, "schema_version", predictor.schema_version)
+            logger.info("registered %s version %s without an alias", name, version)
+            return RegisteredVersion(name, version, "", self.run_id, f"models:/{name}/{version}")
         if alias is None:
             # The first version becomes champion through the same compare-and-set (under the
             # registry lock) as a promotion, so two first trainings cannot both claim it.
@@ -307,6 +305,34 @@ def start_job_run(
     with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
         job = JobRun(run.info.run_id, task, client, exp, settings)
         job.set_tags({**tags, "git_commit": git_commit()})
+        yield job
+
+
+@contextmanager
+def resume_or_start_run(
+    task: str,
+    run_id: str,
+    *,
+    run_name: str,
+    tags: Mapping[str, Any],
+    settings: StoreSettings | None = None,
+) -> Iterator[JobRun]:
+    """Run ``run_id`` again (it ends as it was, finished), or, when it is gone or deleted, a new
+    run ``run_name`` in the task's experiment (:func:`start_job_run`)."""
+    from mlflow.exceptions import MlflowException
+
+    client, _, _ = connect(settings)
+    run = None
+    if run_id:
+        try:
+            run = client.get_run(run_id)  # type: ignore[attr-defined]
+        except MlflowException:
+            run = None
+    if run is not None and run.info.lifecycle_stage == "active":
+        yield JobRun(run_id, task, client, run.info.experiment_id, settings)
+        return
+    logger.warning("run %s is gone; logging in a new run %s", run_id or "(none)", run_name)
+    with start_job_run(task, run_name=run_name, tags=tags, settings=settings) as job:
         yield job
 
 
