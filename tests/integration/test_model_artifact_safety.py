@@ -25,8 +25,10 @@ import joblib
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner, Result
 
 from metapredict import registry, schema
+from metapredict.cli import app as cli_app
 from metapredict.registry.direct_read import read_version
 from metapredict.registry.fetch import Prefetch
 from metapredict.registry.loader import load_version
@@ -198,9 +200,9 @@ def test_an_old_pickled_version_is_refused_with_the_retrain_and_convert_commands
     assert not marker.exists(), "a refused pickle was executed"
 
     # Converting it unpickles it, so it asks for --trust-pickle first.
-    refused = run_cli("convert-legacy", TASK, "--version", version, settings=store)
-    assert refused.returncode == 2, refused.stderr
-    assert "--trust-pickle" in refused.stderr and f"metapredict train {TASK}" in refused.stderr
+    refused = _convert_in_process(store, version, trust=False)
+    assert refused.exit_code == 2, refused.output
+    assert "--trust-pickle" in refused.output and f"metapredict train {TASK}" in refused.output
     assert not marker.exists(), "a pickle was executed without --trust-pickle"
 
     # Trusting the file means unpickling it: this one runs its command, and as it holds no
@@ -213,6 +215,17 @@ def test_an_old_pickled_version_is_refused_with_the_retrain_and_convert_commands
     assert "Traceback" not in trusted.stderr
     assert marker.exists()
     assert _latest_version(store) == version
+
+
+def _convert_in_process(settings: StoreSettings, version: str, *, trust: bool = True) -> Result:
+    """``metapredict convert-legacy`` in this process: for the refusals, which stop before
+    anything is unpickled (the conversions themselves run the real command in a subprocess)."""
+    env = {
+        "METAPREDICT_TRACKING_URI": settings.tracking_uri,
+        "METAPREDICT_ARTIFACT_ROOT": settings.artifact_root,
+    }
+    args = ["convert-legacy", TASK, "--version", version, *(["--trust-pickle"] if trust else [])]
+    return CliRunner(env=env).invoke(cli_app, args)
 
 
 def _latest_version(settings: StoreSettings) -> str:
@@ -262,12 +275,12 @@ def test_converting_an_old_version_registers_it_as_data_and_moves_its_aliases(
     assert client.get_model_version(name, version).tags["converted_to_version"] == new  # type: ignore[attr-defined]
     with pytest.raises(LegacyModelError):
         load_version(TASK, version, store)
-    again = run_cli("convert-legacy", TASK, "--version", version, "--trust-pickle", settings=store)
-    assert again.returncode == 1 and f"version {new} holds it" in again.stderr, again.stderr
-    json_one = run_cli("convert-legacy", TASK, "--version", "1", "--trust-pickle", settings=store)
-    assert json_one.returncode == 1 and "already stored in the JSON format" in json_one.stderr
-    missing = run_cli("convert-legacy", TASK, "--version", "99", "--trust-pickle", settings=store)
-    assert missing.returncode == 1 and "no version 99 of model" in missing.stderr
+    again = _convert_in_process(store, version)
+    assert again.exit_code == 1 and f"version {new} holds it" in again.output, again.output
+    json_one = _convert_in_process(store, "1")
+    assert json_one.exit_code == 1 and "already stored in the JSON format" in json_one.output
+    missing = _convert_in_process(store, "99")
+    assert missing.exit_code == 1 and "no version 99 of model" in missing.output
     assert _latest_version(store) == new
 
 

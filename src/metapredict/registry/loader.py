@@ -127,14 +127,12 @@ def find_local(task: str, alias: str, settings: StoreSettings) -> FetchedModel |
     )
 
 
-def fetch(
-    task: str, alias: str, settings: StoreSettings | None, dest: Path, *, legacy_ok: bool = False
-) -> FetchedModel:
+def fetch(task: str, alias: str, settings: StoreSettings | None, dest: Path) -> FetchedModel:
     """Resolve ``models:/metapredict-<task>@<alias>`` and find its predictor.
 
     A store read directly names the folder where it lies in the store; otherwise MLflow's
     client downloads it into ``dest``. An old pickled version is refused without reading it
-    (``legacy_ok``: found, for the one-off conversion, which alone unpickles).
+    (found in a directly read store, refused when opened).
     """
     settings = settings or get_store_settings()
     found = find_local(task, alias, settings)
@@ -143,7 +141,7 @@ def fetch(
     read_via = _via_client(task, found)
     client, uri, _ = connect(settings)
     version = _version_by_alias(client, task, alias, uri)
-    return _download(client, task, version, alias, dest, read_via, legacy_ok)
+    return _download(client, task, version, alias, dest, read_via, legacy_ok=False)
 
 
 def fetch_version(
@@ -156,7 +154,8 @@ def fetch_version(
 ) -> FetchedModel:
     """Find version ``version`` of ``metapredict-<task>`` through MLflow's client and download
     its predictor into ``dest`` (a pinned version, e.g. to re-score a cohort with the model a
-    report used; aliases are the normal way in)."""
+    report used; aliases are the normal way in). An old pickled version is refused without
+    reading it, unless ``legacy_ok`` (the one-off conversion, which alone unpickles it)."""
     from mlflow.exceptions import MlflowException
 
     settings = settings or get_store_settings()
