@@ -58,9 +58,11 @@ HEARTBEAT_S = 10
 GRACE_S = 30
 #: A trial of a dead worker is re-queued this many times at most.
 MAX_RETRY = 2
-#: Opening a new storage while a process outside our lock creates its tables fails once;
-#: the second open finds them. A third try covers a second such process.
-CREATE_ATTEMPTS = 3
+#: Opening a new storage while a process outside our lock creates its tables fails; the next
+#: open, a moment later, finds them. Each table is its own statement, so the two may collide
+#: on more than one: a few tries, 0.1 s, 0.2 s, ... apart.
+CREATE_ATTEMPTS = 5
+CREATE_PAUSE_S = 0.1
 #: Optuna study attributes: the MLflow parent run, and which worker claimed the final step.
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 #: Complete trials before the pruner may prune (it needs a median to compare with).
@@ -161,10 +163,11 @@ def open_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
             # A process outside the lock (optuna-dashboard, a notebook's load_study) created
             # the tables while this one did: "table studies already exists" (SQLite),
             # 'relation "studies" already exists' (PostgreSQL), or a duplicate alembic_version
-            # row. They exist now, so opening again finds them.
+            # row. Once the other process is done, opening again finds them.
             if attempt == CREATE_ATTEMPTS or not _created_elsewhere(error):
                 raise
-            logger.info("Optuna's tables were created by another process; opening again")
+            logger.info("Optuna's tables are being created by another process; opening again")
+            time.sleep(CREATE_PAUSE_S * attempt)
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
