@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from metapredict.pipeline import input_example
-from metapredict.registry.artifact import read_predictor, write_predictor
+from metapredict.registry.artifact import DIGEST_TAG, read_predictor, write_predictor
 from metapredict.registry.loader import fetch_version
 from metapredict.registry.promotion import move_aliases, tag_version, version_record
 from metapredict.registry.store import LEGACY_PREDICTOR_FILE, model_name, scratch_dir
@@ -104,11 +104,13 @@ def convert_legacy(task: str, version: str, settings: StoreSettings | None = Non
         raise ConversionError(
             f"{what} was already converted: version {record.tags[CONVERTED_TO_TAG]} holds it"
         )
+    if DIGEST_TAG in record.tags:  # known without downloading anything
+        raise ConversionError(f"{what} is already stored in the JSON format; nothing to convert")
     with scratch_dir("convert") as tmp:
         fetched = fetch_version(task, version, settings, Path(tmp), legacy_ok=True)
         if not fetched.legacy:
             raise ConversionError(
-                f"{what} is already stored in the JSON format; there is nothing to convert"
+                f"{what} is already stored in the JSON format; nothing to convert"
             )
         logger.warning("%s: unpickling %s (--trust-pickle)", what, LEGACY_PREDICTOR_FILE)
         predictor = unpickle_predictor(Path(fetched.predictor_path), what)
