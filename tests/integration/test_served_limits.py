@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import subprocess
 import time
@@ -179,8 +180,9 @@ def test_idle_and_slow_header_connections_are_closed(
     with pytest.raises((ConnectionResetError, BrokenPipeError, OSError)):
         while time.monotonic() - started < WAIT:
             sock.sendall(b"a")  # one more header byte per 0.1 s, for at most WAIT seconds
-            time.sleep(0.1)
-            if sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b"":
+            # until the server closes the connection (readable, then b"") or 0.1 s pass
+            readable, _, _ = select.select([sock], [], [], 0.1)
+            if readable and sock.recv(1, socket.MSG_PEEK) == b"":
                 raise ConnectionResetError("closed by the server")
     sock.close()
     assert time.monotonic() - started < WAIT
