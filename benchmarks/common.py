@@ -34,9 +34,6 @@ HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-#: The packaged configs' cohort size (``data.simulate_patients``): what the served models are
-#: trained on, so a part run alone serves a model of the default's size.
-DEFAULT_PATIENTS = 20_000
 #: The interpreter's bin directory (the venv's, under ``make bench``): console scripts live here.
 VENV_BIN = Path(sys.executable).parent
 PACKAGES = ("mlflow", "lightgbm", "fastapi", "uvicorn", "numpy", "pandas", "scikit-learn")
@@ -353,11 +350,11 @@ def write_config_toml(config: Any, path: Path) -> Path:
 def train_store(directory: Path, *, quick: bool, log: Any = print) -> Path:
     """Train and register both tasks' champions into a fresh store in ``directory``.
 
-    Full mode trains the default configuration on the default cohort size (20,000 patients)
-    with 2 folds: the size rule sets the trees from the cohort, so only that size gives the
-    served model the default's size (at 10,000 patients tropism got 155 trees per site instead
-    of 400); the 2 folds only shorten the CV, which does not change the registered model. Quick
-    mode trains a small model in seconds.
+    Full mode trains the packaged configuration on its own cohort size
+    (``data.simulate_patients``, 20,000) with 2 folds: the size rule sets the trees from the
+    cohort, so only that size gives the served model the default's size (at 10,000 patients
+    tropism got 155 trees per site instead of 400); the 2 folds only shorten the CV, which does
+    not change the registered model. Quick mode trains a small model in seconds.
     """
     from metapredict.pipeline import run_training
 
@@ -367,7 +364,7 @@ def train_store(directory: Path, *, quick: bool, log: Any = print) -> Path:
         if quick:
             config = training_config(task, patients=2000, folds=2, model={"n_estimators": 60})
         else:
-            config = training_config(task, patients=DEFAULT_PATIENTS, folds=2)
+            config = training_config(task, folds=2)  # the packaged cohort size
         started = time.perf_counter()
         outcome = run_training(config, settings=settings)
         log(
